@@ -1,0 +1,144 @@
+"""Building blocks of the paper's networks (Karras et al. 2018, section 4).
+
+Equalized learning rate keeps every weight drawn from N(0, 1) and applies the
+He constant ``gain / sqrt(fan_in)`` at run time, so that Adam's per-parameter
+step size means the same thing for every layer. Pixel norm and minibatch
+standard deviation are the paper's two other stabilisers. Everything here is
+a plain ``nn.Module`` or function so it composes with DDP, autocast and
+``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HE_GAIN = math.sqrt(2.0)
+LRELU_SLOPE = 0.2
+PIXEL_NORM_EPS = 1e-8
+MBSTD_EPS = 1e-8
+
+
+class EqualizedConv2d(nn.Module):
+    """Conv2d with weights ~ N(0, 1) scaled by ``gain / sqrt(fan_in)`` at run time.
+
+    ``fan_in = in_channels * kernel_size**2``. The bias is neither scaled nor
+    randomly initialised (zeros), as in the official release.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        gain: float = HE_GAIN,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.scale = gain / math.sqrt(in_channels * kernel_size * kernel_size)
+
+    def scaled_weight(self) -> torch.Tensor:
+        return self.weight * self.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.scaled_weight(), self.bias, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, scale={self.scale:.4g}"
+
+
+class EqualizedLinear(nn.Module):
+    """Linear layer with weights ~ N(0, 1) scaled by ``gain / sqrt(in_features)`` at run time."""
+
+    def __init__(self, in_features: int, out_features: int, gain: float = HE_GAIN, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.randn(out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.scale = gain / math.sqrt(in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, scale={self.scale:.4g}"
+
+
+def pixel_norm(x: torch.Tensor, eps: float = PIXEL_NORM_EPS) -> torch.Tensor:
+    """Normalise each pixel's feature vector to unit mean square over channels (dim 1)."""
+    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
+
+
+class PixelNorm(nn.Module):
+    """Module form of :func:`pixel_norm` (paper section 4.2, ε = 1e-8)."""
+
+    def __init__(self, eps: float = PIXEL_NORM_EPS) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pixel_norm(x, self.eps)
+
+
+class MinibatchStdDev(nn.Module):
+    """Append one feature map: the average standard deviation within groups of samples.
+
+    The batch is split into groups of ``group_size`` (or one group of the whole
+    batch when it is smaller). Within each group, the per-feature, per-pixel
+    standard deviation over the group is averaged to a single number, which is
+    broadcast to a constant (1, H, W) map for every member of the group.
+
+    Groups are *consecutive* samples (``x.reshape(-1, G, ...)``), whereas the
+    official release strides them (``x.reshape(G, -1, ...)``). Both are random
+    groupings of an i.i.d. minibatch; consecutive groups make a DDP rank's
+    contiguous shard form exactly the groups a single process would, so
+    multi-GPU training computes the same statistic as single-GPU training.
+    """
+
+    def __init__(self, group_size: int = 4, eps: float = MBSTD_EPS) -> None:
+        super().__init__()
+        self.group_size = group_size
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        group = min(self.group_size, n)
+        if n % group != 0:
+            raise ValueError(
+                f"minibatch stddev: batch size {n} is not divisible by the group size {group}; "
+                f"use a per-GPU batch that is a multiple of {group}"
+            )
+        y = x.reshape(n // group, group, c, h, w).float()
+        y = y - y.mean(dim=1, keepdim=True)
+        std = torch.sqrt(y.square().mean(dim=1) + self.eps)  # (n/G, c, h, w)
+        std = std.mean(dim=(1, 2, 3)).to(x.dtype)  # (n/G,)
+        stat = std.repeat_interleave(group).reshape(n, 1, 1, 1).expand(n, 1, h, w)
+        return torch.cat([x, stat], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"group_size={self.group_size}"
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour 2× upsampling (each pixel becomes a 2×2 block)."""
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def downsample2x(x: torch.Tensor) -> torch.Tensor:
+    """2×2 average pooling: the box filter used for D's downsampling and the image pyramid."""
+    return F.avg_pool2d(x, kernel_size=2)
+
+
+def lrelu(x: torch.Tensor) -> torch.Tensor:
+    """Leaky ReLU with the paper's slope 0.2."""
+    return F.leaky_relu(x, LRELU_SLOPE)

@@ -1,0 +1,1 @@
+"""Quality metrics: the paper's Laplacian-pyramid sliced Wasserstein distance."""
