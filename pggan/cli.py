@@ -64,13 +64,49 @@ def prepare_command(**options: Any) -> None:
 
 
 # ---------------------------------------------------------------- pggan-train
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data", type=click.Path(), help="Dataset made by pggan-prepare.")
-@click.option("--resolution", type=int, help="Target resolution (power of two).")
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--data", type=click.Path(), default="", help="Dataset made by pggan-prepare.")
+@click.option("--resolution", type=int, default=0, help="Target resolution (power of two, 4..1024).")
+@click.option("--out", type=click.Path(), default="checkpoints", show_default=True, help="Parent of run directories.")
+@click.option("--run-name", default=None, help="Run directory name [default: <dataset>-<resolution>].")
+@click.option("--resume", default=None, help="RUN_DIR, CHECKPOINT, or 'auto' (continue the run if it exists).")
+@click.option("--fade-kimg", type=float, default=600.0, show_default=True, help="Fade-in length per resolution.")
+@click.option("--stable-kimg", type=float, default=600.0, show_default=True, help="Stable length per resolution.")
+@click.option("--total-kimg", type=float, default=None, help="Stop here [default: end of the last stable phase].")
+@click.option(
+    "--batch-schedule",
+    default="official",
+    show_default=True,
+    help="'official', 'paper' or RES:BATCH pairs like 4:16,8:16,... (global batch, all GPUs together).",
+)
+@click.option("--lr", type=float, default=0.001, show_default=True, help="Adam learning rate of G and D.")
+@click.option("--lr-schedule", default="1024:0.0015", show_default=True, help="Per-resolution learning rates.")
+@click.option("--fmap-base", type=int, default=8192, show_default=True)
+@click.option("--fmap-max", type=int, default=512, show_default=True)
+@click.option("--latent-size", type=int, default=512, show_default=True)
+@click.option("--mbstd-group-size", type=int, default=4, show_default=True, help="0 disables minibatch stddev.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--tick-kimg", type=float, default=None, help="kimg between log lines [default: official, per res].")
+@click.option("--snapshot-kimg", type=float, default=300.0, show_default=True, help="kimg between grids+checkpoints.")
+@click.option("--swd-kimg", type=float, default=None, help="Evaluate SWD every K kimg [default: off].")
+@click.option("--swd-images", type=int, default=16384, show_default=True, help="Images per SWD evaluation.")
+@click.option("--mirror/--no-mirror", default=False, show_default=True, help="Random horizontal flips of reals.")
+@click.option("--ema-beta", type=float, default=0.999, show_default=True, help="EMA decay of G per step.")
+@click.option("--ema-kimg", type=float, default=None, help="EMA half-life in kimg (overrides --ema-beta).")
+@click.option("--amp/--no-amp", default=False, show_default=True, help="bf16 autocast on CUDA.")
+@click.option("--compile/--no-compile", "compile", default=False, show_default=True, help="torch.compile.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Data-loading processes per GPU.")
+@click.option("--grid-size", type=int, default=8, show_default=True, help="Snapshot grids are N×N.")
+@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True)
+@click.pass_context
 @_one_line_errors
-def train_command(**options: Any) -> None:
-    """Train a progressive GAN from 4×4 up to --resolution."""
-    _not_implemented("pggan-train")
+def train_command(ctx: click.Context, **options: Any) -> None:
+    """Train a progressive GAN from 4×4 up to --resolution (torchrun for several GPUs)."""
+    from pggan.launch import run_training
+
+    explicit = {name for name in options if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    run_training(options, explicit)
 
 
 # ---------------------------------------------------------------- pggan-sample

@@ -1,0 +1,82 @@
+"""torchrun environment, process group and rank-0 helpers.
+
+``torchrun --nproc_per_node=N pggan-train ...`` sets RANK, LOCAL_RANK and
+WORLD_SIZE; without them we run as a single process. NCCL is used on GPUs,
+gloo on the CPU (tests run two gloo processes on one machine).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from pggan.errors import UserError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands: its rank among ``world_size`` processes, and its device."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")  # noqa: RUF009 - immutable
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes files and prints progress."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → CUDA when present (one GPU per local rank), else the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for, but no CUDA GPU is available")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if device == "cpu":
+        return torch.device("cpu")
+    raise UserError(f"unknown device {device!r}: use auto, cpu or cuda")
+
+
+def init_distributed(device: str = "auto") -> DistContext:
+    """Join the torchrun process group when launched by torchrun; otherwise a single-process context."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    torch_device = resolve_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if torch_device.type == "cuda":
+            torch.cuda.set_device(torch_device)
+        backend = "nccl" if torch_device.type == "cuda" else "gloo"
+        kwargs = {"device_id": torch_device} if torch_device.type == "cuda" else {}
+        dist.init_process_group(backend=backend, **kwargs)
+    return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=torch_device)
+
+
+def shutdown() -> None:
+    """Leave the process group, if any."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum a small tensor over all ranks (identity in a single process)."""
+    if ctx.distributed:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()

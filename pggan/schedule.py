@@ -1,0 +1,136 @@
+"""The progressive-growing schedule: images shown → where training stands. Pure Python, no torch.
+
+Training starts with a stable phase at 4×4; every higher resolution then gets
+a fade-in phase (alpha rising linearly from 0 to 1) followed by a stable phase
+(alpha = 1), each measured in thousands of real images shown ("kimg"), so the
+schedule is the same whatever the batch size or number of GPUs. The last
+stable phase (at the target resolution) lasts until ``total_kimg``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+#: Minibatch size per resolution of the official release (celebahq config), summed over all GPUs.
+OFFICIAL_BATCH_SIZES: dict[int, int] = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
+#: The paper's original schedule (appendix A.1): 16 up to 128×128, then 14, 6 and 3.
+PAPER_BATCH_SIZES: dict[int, int] = {4: 16, 8: 16, 16: 16, 32: 16, 64: 16, 128: 16, 256: 14, 512: 6, 1024: 3}
+BATCH_PRESETS: dict[str, dict[int, int]] = {"official": OFFICIAL_BATCH_SIZES, "paper": PAPER_BATCH_SIZES}
+#: Learning rate of both networks; the official release raises it to 0.0015 at 1024×1024.
+DEFAULT_LEARNING_RATE = 0.001
+OFFICIAL_LEARNING_RATES: dict[int, float] = {1024: 0.0015}
+#: kimg between progress ticks (log line, stats, grid) in the official release.
+OFFICIAL_TICK_KIMG: dict[int, float] = {4: 160, 8: 140, 16: 120, 32: 100, 64: 80, 128: 60, 256: 40, 512: 20, 1024: 10}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of training: a fade-in into ``resolution`` or a stable stretch at it.
+
+    ``start`` and ``end`` are images shown; ``end`` is None for the last phase, which lasts until the run stops.
+    """
+
+    index: int
+    resolution: int
+    fading: bool
+    start: int
+    end: int | None
+    batch_size: int
+    learning_rate: float
+
+    def alpha(self, images_shown: int) -> float:
+        """Fade-in weight of the newest block at ``images_shown`` (1.0 in a stable phase)."""
+        if not self.fading or self.end is None:
+            return 1.0
+        return min(max((images_shown - self.start) / (self.end - self.start), 0.0), 1.0)
+
+
+def parse_batch_schedule(spec: str) -> dict[int, int]:
+    """``"official"``, ``"paper"`` or ``"4:16,8:16,..."`` → {resolution: batch}. Raises ValueError when unreadable."""
+    spec = spec.strip()
+    if spec in BATCH_PRESETS:
+        return dict(BATCH_PRESETS[spec])
+    return {res: int(value) for res, value in _parse_mapping(spec, "batch schedule", int).items()}
+
+
+def parse_learning_rates(spec: str) -> dict[int, float]:
+    """``"1024:0.0015"`` → {1024: 0.0015}; an empty string gives {}."""
+    return _parse_mapping(spec, "learning-rate schedule", float) if spec.strip() else {}
+
+
+def _parse_mapping(spec: str, what: str, kind: type) -> dict:
+    result = {}
+    for item in spec.split(","):
+        try:
+            res_text, value_text = item.split(":")
+            res, value = int(res_text), kind(value_text)
+        except ValueError:
+            raise ValueError(
+                f"unreadable {what} {spec!r}: expected RES:VALUE pairs separated by commas, like 4:16,8:16"
+            ) from None
+        if res < 4 or res & (res - 1) or not value > 0:
+            raise ValueError(f"unreadable {what} {spec!r}: {item!r} needs a power-of-two resolution and a value > 0")
+        result[res] = value
+    return result
+
+
+class Schedule:
+    """Maps images shown to the current :class:`Phase` for a run that grows from 4×4 to ``target_resolution``."""
+
+    def __init__(
+        self,
+        target_resolution: int,
+        fade_kimg: float = 600,
+        stable_kimg: float = 600,
+        batch_sizes: dict[int, int] | None = None,
+        learning_rates: dict[int, float] | None = None,
+        base_learning_rate: float = DEFAULT_LEARNING_RATE,
+        total_kimg: float | None = None,
+    ) -> None:
+        if target_resolution < 4 or target_resolution & (target_resolution - 1):
+            raise ValueError(f"resolution must be a power of two >= 4, got {target_resolution}")
+        if fade_kimg < 0 or stable_kimg < 0:
+            raise ValueError("fade and stable kimg must be >= 0")
+        self.target_resolution = target_resolution
+        self.fade_images = round(fade_kimg * 1000)
+        self.stable_images = round(stable_kimg * 1000)
+        batch_sizes = OFFICIAL_BATCH_SIZES if batch_sizes is None else batch_sizes
+        learning_rates = OFFICIAL_LEARNING_RATES if learning_rates is None else learning_rates
+        resolutions = [2**k for k in range(2, int(math.log2(target_resolution)) + 1)]
+        missing = [r for r in resolutions if r not in batch_sizes]
+        if missing:
+            raise ValueError(f"the batch schedule has no batch size for resolution(s) {missing}")
+        self.phases: list[Phase] = []
+        position = 0
+        for resolution in resolutions:
+            batch = batch_sizes[resolution]
+            lr = learning_rates.get(resolution, base_learning_rate)
+            if resolution > 4 and self.fade_images > 0:
+                self._add(resolution, True, position, position + self.fade_images, batch, lr)
+                position += self.fade_images
+            self._add(resolution, False, position, position + self.stable_images, batch, lr)
+            position += self.stable_images
+        last = self.phases[-1]
+        self.phases[-1] = Phase(
+            last.index, last.resolution, False, last.start, None, last.batch_size, last.learning_rate
+        )
+        self.growth_end_images = position
+        self.total_images = position if total_kimg is None else round(total_kimg * 1000)
+        if self.total_images <= 0:
+            raise ValueError("total kimg must be > 0")
+
+    def _add(self, resolution: int, fading: bool, start: int, end: int, batch: int, lr: float) -> None:
+        # Zero-length phases (stable_kimg=0) are kept for the record; phase_at() never selects them.
+        self.phases.append(Phase(len(self.phases), resolution, fading, start, end, batch, lr))
+
+    def phase_at(self, images_shown: int) -> Phase:
+        """The phase that the next minibatch, starting at ``images_shown``, belongs to."""
+        for phase in self.phases:
+            if phase.end is None or images_shown < phase.end:
+                return phase
+        raise AssertionError("unreachable: the last phase is open-ended")
+
+    def batch_sizes(self) -> dict[int, int]:
+        """The batch size used at each resolution of this run."""
+        return {phase.resolution: phase.batch_size for phase in self.phases}

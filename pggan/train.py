@@ -1,0 +1,419 @@
+"""The training loop: progressive growing by the schedule, snapshots, stats, exact resume, clean stops.
+
+``Trainer`` owns one run. Every random draw comes from one seeded CPU
+generator (latents, mixing weights) or from the data order, which is a pure
+function of (seed, images shown); a checkpoint stores both, the networks, the
+EMA, both optimizers and the schedule position, so a resumed run continues
+bit for bit where it stopped. Rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import resource
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pggan.checkpoint import atomic_write_bytes, network_state, save_checkpoint
+from pggan.distributed import DistContext, all_reduce_sum
+from pggan.errors import UserError
+from pggan.networks import Discriminator, Generator
+from pggan.schedule import OFFICIAL_TICK_KIMG, Phase, Schedule, parse_batch_schedule, parse_learning_rates
+from pggan.train_options import TrainOptions
+from pggan.train_step import (
+    GanState,
+    StepInputs,
+    draw_step_noise,
+    ema_beta_for,
+    make_optimizer,
+    reset_optimizer,
+    set_learning_rate,
+    train_step,
+)
+
+#: (resolution, global batch size, first image index) -> iterator over this rank's uint8 batches.
+BatchSource = Callable[[int, int, int], Iterator[torch.Tensor]]
+
+STAT_KEYS = ("d_loss", "g_loss", "wdist", "gp", "drift", "real_score", "fake_score")
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or infinite: the run stops and keeps its last good checkpoint."""
+
+
+def kimg_label(images: int) -> str:
+    """File-name label of a position in the run: kimg with three decimals, zero-padded so names sort."""
+    return f"{images / 1000:010.3f}"
+
+
+def build_schedule(options: TrainOptions) -> Schedule:
+    return Schedule(
+        options.resolution,
+        fade_kimg=options.fade_kimg,
+        stable_kimg=options.stable_kimg,
+        batch_sizes=parse_batch_schedule(options.batch_schedule),
+        learning_rates=parse_learning_rates(options.lr_schedule),
+        base_learning_rate=options.lr,
+        total_kimg=options.total_kimg,
+    )
+
+
+def check_batch_sizes(schedule: Schedule, world_size: int, mbstd_group_size: int) -> None:
+    """Every batch of the run must split evenly over the ranks and into minibatch-stddev groups."""
+    for resolution, batch in schedule.batch_sizes().items():
+        if batch % world_size:
+            raise UserError(
+                f"batch size {batch} at {resolution}x{resolution} is not divisible by the {world_size} processes"
+            )
+        local = batch // world_size
+        group = min(mbstd_group_size, local)
+        if group > 0 and local % group:
+            raise UserError(
+                f"batch size {local} per process at {resolution}x{resolution} is not divisible by the "
+                f"minibatch-stddev group size {group}: change --batch-schedule or --mbstd-group-size"
+            )
+
+
+class Trainer:
+    """One training run on this process (one rank of a DDP job, or the only process)."""
+
+    def __init__(
+        self,
+        options: TrainOptions,
+        ctx: DistContext,
+        run_dir: Path,
+        channels: int,
+        batch_source: BatchSource,
+        resume_state: dict[str, Any] | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.options = options
+        self.ctx = ctx
+        self.run_dir = Path(run_dir)
+        self.batch_source = batch_source
+        self.log = log if ctx.is_main else (lambda message: None)
+        self.schedule = build_schedule(options)
+        check_batch_sizes(self.schedule, ctx.world_size, options.mbstd_group_size)
+        device = ctx.device
+        torch.manual_seed(options.seed)  # identical initial weights on every rank
+        generator = Generator(options.resolution, channels, options.latent_size, options.fmap_base, options.fmap_max)
+        discriminator = Discriminator(
+            options.resolution, channels, options.fmap_base, options.fmap_max, options.mbstd_group_size
+        )
+        generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+        memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        for net in (generator, discriminator, generator_ema):
+            net.to(device=device, memory_format=memory_format)
+        self.memory_format = memory_format
+        self.state = GanState(
+            generator=generator,
+            discriminator=discriminator,
+            generator_ema=generator_ema,
+            g_optimizer=make_optimizer(generator, options.lr, device),
+            d_optimizer=make_optimizer(discriminator, options.lr, device),
+            device=device,
+            ddp=ctx.distributed,
+        )
+        self.noise = torch.Generator().manual_seed(options.seed)
+        self.grid_latents = torch.randn(
+            options.grid_size**2, options.latent_size, generator=torch.Generator().manual_seed(options.seed + 1)
+        )
+        self.images_shown = 0
+        self.step = 0
+        self.tick_index = 0
+        self.optimizer_phase = -1  # the phase the optimizers' moments belong to
+        self.elapsed_seconds = 0.0
+        self.next_tick = 0
+        self.next_snapshot = self._snapshot_images()
+        self.phase: Phase | None = None
+        self.loader: Iterator[torch.Tensor] | None = None
+        self.stop_requested = False
+        self.last_alpha = 1.0
+        self.stats_sum: dict[str, torch.Tensor] = {}
+        self.stats_steps = 0
+        self.tick_start = (time.perf_counter(), 0)
+        self.writer: Any = None
+        if resume_state is not None:
+            self._restore(resume_state)
+        self.next_tick = max(self.next_tick, self.images_shown + 1) if self.images_shown else self._tick_images()
+
+    # ------------------------------------------------------------------ schedule positions
+    def _tick_images(self) -> int:
+        resolution = self.schedule.phase_at(self.images_shown).resolution
+        kimg = self.options.tick_kimg or OFFICIAL_TICK_KIMG.get(resolution, 10)
+        return self.images_shown + max(1, round(kimg * 1000))
+
+    def _snapshot_images(self) -> int:
+        return self.images_shown + max(1, round(self.options.snapshot_kimg * 1000))
+
+    # ------------------------------------------------------------------ checkpoint state
+    def checkpoint_state(self) -> dict[str, Any]:
+        phase = self.schedule.phase_at(self.images_shown)
+        state = network_state(
+            self.state.generator,
+            self.state.discriminator,
+            self.state.generator_ema,
+            phase.resolution,
+            phase.alpha(self.images_shown),
+        )
+        state.update(
+            {
+                "g_optimizer": self.state.g_optimizer.state_dict(),
+                "d_optimizer": self.state.d_optimizer.state_dict(),
+                "images_shown": self.images_shown,
+                "step": self.step,
+                "tick_index": self.tick_index,
+                "optimizer_phase": self.optimizer_phase,
+                "next_tick": self.next_tick,
+                "next_snapshot": self.next_snapshot,
+                "elapsed_seconds": self.elapsed_seconds,
+                "noise_rng": self.noise.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "options": self.options.to_dict(),
+            }
+        )
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        s = self.state
+        try:
+            s.generator.load_state_dict(state["generator"])
+            s.discriminator.load_state_dict(state["discriminator"])
+            s.generator_ema.load_state_dict(state["generator_ema"])
+            s.g_optimizer.load_state_dict(state["g_optimizer"])
+            s.d_optimizer.load_state_dict(state["d_optimizer"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise UserError(f"the checkpoint does not fit these networks: {str(exc).splitlines()[0][:200]}") from None
+        self.images_shown = int(state["images_shown"])
+        self.step = int(state["step"])
+        self.tick_index = int(state["tick_index"])
+        self.optimizer_phase = int(state["optimizer_phase"])
+        self.next_tick = int(state["next_tick"])
+        self.next_snapshot = int(state["next_snapshot"])
+        self.elapsed_seconds = float(state["elapsed_seconds"])
+        self.noise.set_state(state["noise_rng"])
+        torch.set_rng_state(state["torch_rng"])
+
+    # ------------------------------------------------------------------ the loop
+    def request_stop(self) -> None:
+        """Ask the loop to checkpoint and return after the current step (signal-safe)."""
+        self.stop_requested = True
+
+    def _enter_phase(self, phase: Phase) -> None:
+        if phase.index != self.optimizer_phase:
+            reset_optimizer(self.state.g_optimizer)
+            reset_optimizer(self.state.d_optimizer)
+            self.optimizer_phase = phase.index
+        set_learning_rate(self.state.g_optimizer, phase.learning_rate)
+        set_learning_rate(self.state.d_optimizer, phase.learning_rate)
+        self.state.enter_phase(phase.resolution, phase.fading)
+        self.loader = None  # let the previous loader's workers go before starting new ones
+        self.loader = self.batch_source(phase.resolution, phase.batch_size, self.images_shown)
+        self.phase = phase
+        kind = "fade-in to" if phase.fading else "stable at"
+        self.log(f"phase {phase.index}: {kind} {phase.resolution}x{phase.resolution}, batch {phase.batch_size}")
+
+    def run(self) -> str:
+        """Train until ``total_kimg`` or a stop request. Returns "done" or "interrupted"."""
+        total = self.schedule.total_images
+        progress = self._progress_bar(total)
+        self.tick_start = (time.perf_counter(), self.images_shown)
+        try:
+            while self.images_shown < total:
+                phase = self.schedule.phase_at(self.images_shown)
+                if self.phase is None or phase.index != self.phase.index:
+                    self._enter_phase(phase)
+                step_start = time.perf_counter()
+                self._one_step(phase)
+                self.elapsed_seconds += time.perf_counter() - step_start
+                if progress is not None:
+                    progress.update(phase.batch_size)
+                finished = self.images_shown >= total
+                if self.images_shown >= self.next_tick or finished or self.stop_requested:
+                    self._tick(write_latest=True)
+                if self.images_shown >= self.next_snapshot or finished:
+                    self._snapshot()
+                if self.stop_requested:
+                    self.log(f"stopped at kimg {self.images_shown / 1000:.3f}; resume with --resume {self.run_dir}")
+                    return "interrupted"
+            return "done"
+        finally:
+            if progress is not None:
+                progress.close()
+            if self.writer is not None:
+                self.writer.close()
+            self.loader = None
+
+    def _one_step(self, phase: Phase) -> None:
+        ctx, options = self.ctx, self.options
+        alpha = phase.alpha(self.images_shown)
+        self.last_alpha = alpha
+        reals = next(self.loader).to(ctx.device, non_blocking=True)
+        reals = reals.to(dtype=torch.float32, memory_format=self.memory_format).div_(127.5).sub_(1.0)
+        d_latents, mix, g_latents = draw_step_noise(
+            self.noise, phase.batch_size, options.latent_size, ctx.rank, ctx.world_size
+        )
+        beta = ema_beta_for(phase.batch_size, options.ema_beta, options.ema_kimg)
+        stats = train_step(
+            self.state, StepInputs(reals, d_latents, mix, g_latents), phase.resolution, alpha, beta, options.amp
+        )
+        self.images_shown += phase.batch_size
+        self.step += 1
+        for key in STAT_KEYS:
+            self.stats_sum[key] = self.stats_sum.get(key, 0.0) + stats[key].float()
+        self.stats_steps += 1
+        finite = torch.isfinite(stats["d_loss"]) & torch.isfinite(stats["g_loss"])
+        flags = torch.stack([(~finite).float().cpu(), torch.tensor(float(self.stop_requested))])
+        flags = all_reduce_sum(flags.to(ctx.device), ctx).tolist()
+        if flags[0] > 0:
+            raise TrainingDiverged(
+                f"non-finite loss at step {self.step} (kimg {self.images_shown / 1000:.3f}, "
+                f"{phase.resolution}x{phase.resolution}); stopped, the last good checkpoint is {self.latest_path}"
+            )
+        if flags[1] > 0:
+            self.stop_requested = True
+
+    def _check_finite_parameters(self) -> None:
+        """Never checkpoint a network that has blown up, even when the last loss was still finite."""
+        params = [p for net in (self.state.generator, self.state.discriminator) for p in net.parameters()]
+        if not bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all()):
+            raise TrainingDiverged(
+                f"non-finite parameters after step {self.step} (kimg {self.images_shown / 1000:.3f}); "
+                f"stopped, the last good checkpoint is {self.latest_path}"
+            )
+
+    # ------------------------------------------------------------------ outputs (rank 0)
+    @property
+    def latest_path(self) -> Path:
+        return self.run_dir / "latest.pt"
+
+    def _progress_bar(self, total: int) -> Any:
+        if not self.ctx.is_main:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=total,
+            initial=self.images_shown,
+            unit="img",
+            unit_scale=True,
+            dynamic_ncols=True,
+            desc="train",
+            leave=False,
+        )
+
+    def _tick(self, write_latest: bool) -> None:
+        now = time.perf_counter()
+        start_time, start_images = self.tick_start
+        images = max(1, self.images_shown - start_images)
+        seconds = now - start_time
+        phase = self.phase
+        stats = {k: (v / max(1, self.stats_steps)).item() for k, v in self.stats_sum.items()}
+        if self.ctx.distributed:
+            values = all_reduce_sum(torch.tensor(list(stats.values()), device=self.ctx.device), self.ctx)
+            stats = dict(zip(stats, (values / self.ctx.world_size).tolist(), strict=True))
+        record = {
+            "tick": self.tick_index,
+            "kimg": self.images_shown / 1000,
+            "step": self.step,
+            "resolution": phase.resolution,
+            "alpha": self.last_alpha,
+            "batch": phase.batch_size,
+            **stats,
+            "sec_per_kimg": seconds / images * 1000,
+            "img_per_s": images / seconds if seconds > 0 else math.inf,
+            "total_seconds": self.elapsed_seconds,
+            "memory_mb": self._memory_mb(),
+        }
+        self.tick_index += 1
+        self.stats_sum, self.stats_steps = {}, 0
+        self.next_tick = self._tick_images()
+        self.tick_start = (time.perf_counter(), self.images_shown)
+        self._check_finite_parameters()
+        if write_latest and self.ctx.is_main:
+            save_checkpoint(self.checkpoint_state(), self.latest_path)
+        if not self.ctx.is_main:
+            return
+        with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        self.log(
+            f"tick {record['tick']:<4d} kimg {record['kimg']:9.3f}  res {record['resolution']:4d}  "
+            f"alpha {record['alpha']:.3f}  D {record.get('d_loss', 0):+.3f}  G {record.get('g_loss', 0):+.3f}  "
+            f"sec/kimg {record['sec_per_kimg']:.2f}  img/s {record['img_per_s']:.1f}  mem {record['memory_mb']:.0f} MB"
+        )
+        writer = self._tensorboard()
+        if writer is not None:
+            for key, value in record.items():
+                if key not in ("tick", "step"):
+                    writer.add_scalar(f"train/{key}", value, self.images_shown)
+            writer.flush()
+
+    def _snapshot(self) -> None:
+        self.next_snapshot = self._snapshot_images()
+        if not self.ctx.is_main:
+            return
+        label = kimg_label(self.images_shown)
+        self.write_grid(self.run_dir / f"grid-{label}.png")
+        save_checkpoint(self.checkpoint_state(), self.run_dir / f"checkpoint-{label}.pt")
+
+    def write_grid(self, path: Path) -> None:
+        """The EMA generator's images for the run's fixed latents, at the current resolution and alpha."""
+        from pggan.sample import save_image_grid
+
+        phase = self.schedule.phase_at(max(0, self.images_shown - 1))
+        alpha = phase.alpha(self.images_shown) if phase.fading else 1.0
+        with torch.inference_mode():
+            images = self.state.generator_ema(self.grid_latents.to(self.ctx.device), phase.resolution, alpha)
+        n = self.options.grid_size
+        save_image_grid(images.float().cpu(), path, rows=n, cols=n)
+        writer = self._tensorboard()
+        if writer is not None:
+            from pggan.sample import images_to_uint8, make_grid
+
+            writer.add_image(
+                "ema_grid", make_grid(images_to_uint8(images.cpu()), n, n), self.images_shown, dataformats="HWC"
+            )
+
+    def _tensorboard(self) -> Any:
+        if not self.options.tensorboard or not self.ctx.is_main:
+            return None
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.run_dir))
+        return self.writer
+
+    def _memory_mb(self) -> float:
+        if self.ctx.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.ctx.device) / 2**20
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_options(run_dir: Path, options: TrainOptions) -> None:
+    atomic_write_bytes(run_dir / "options.json", lambda handle: handle.write(options.to_json().encode()))
+
+
+def install_stop_handlers(trainer: Trainer) -> Callable[[], None]:
+    """SIGINT/SIGTERM → checkpoint and exit cleanly (how clusters pre-empt jobs); a second SIGINT aborts."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.request_stop()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

@@ -1,0 +1,188 @@
+"""One training step of the paper's method: a critic update, a generator update, the EMA.
+
+The networks grow by using more of their blocks, so the modules handed to
+DistributedDataParallel are *views* holding only the blocks active at the
+current (resolution, fading) phase: DDP then never waits for gradients of
+unused blocks, and the views are rebuilt whenever a phase starts. Each view's
+``forward`` computes a whole loss — for the critic including the gradient
+penalty's ``autograd.grad(create_graph=True)`` — so DDP sees exactly one
+forward and one backward per update, and the penalty's double backward
+reaches the parameters through a single gradient all-reduce.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from pggan.layers import downsample2x, upsample2x
+from pggan.losses import d_loss, g_loss
+from pggan.networks import Discriminator, Generator
+
+ADAM_BETAS = (0.0, 0.99)
+ADAM_EPS = 1e-8
+EMA_BETA = 0.999
+
+
+def make_optimizer(module: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the paper's β (0, 0.99) and ε 1e-8, fused where the build supports it."""
+    params = list(module.parameters())
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
+    except (RuntimeError, TypeError):  # pragma: no cover - older builds without fused CPU Adam
+        return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, foreach=device.type == "cuda")
+
+
+def reset_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    """Forget Adam's moments and step count, as the official code does whenever a phase starts."""
+    optimizer.state.clear()
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def blend_reals(reals: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Fade real images exactly like the generator's output: ``lerp(upsample(avgpool(x)), x, alpha)``."""
+    if alpha >= 1.0:
+        return reals
+    return torch.lerp(upsample2x(downsample2x(reals)), reals, alpha)
+
+
+class CriticLoss(nn.Module):
+    """The active part of D, whose forward returns the WGAN-GP + drift loss (the unit DDP wraps)."""
+
+    def __init__(self, discriminator: Discriminator, resolution: int, fading: bool) -> None:
+        super().__init__()
+        self.active = nn.ModuleList(discriminator.active_modules(resolution, 0.0 if fading else 1.0))
+        object.__setattr__(self, "discriminator", discriminator)  # not a submodule: DDP must see only `active`
+        self.resolution = resolution
+
+    def forward(
+        self, reals: torch.Tensor, fakes: torch.Tensor, mix: torch.Tensor, alpha: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return d_loss(lambda x: self.discriminator(x, self.resolution, alpha), reals, fakes, mix)
+
+
+class GeneratorLoss(nn.Module):
+    """The active part of G, whose forward returns ``−E[D(G(z))]``; D is used but not owned."""
+
+    def __init__(self, generator: Generator, discriminator: Discriminator, resolution: int, fading: bool) -> None:
+        super().__init__()
+        self.active = nn.ModuleList(generator.active_modules(resolution, 0.0 if fading else 1.0))
+        object.__setattr__(self, "generator", generator)
+        object.__setattr__(self, "discriminator", discriminator)
+        self.resolution = resolution
+
+    def forward(self, latents: torch.Tensor, alpha: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        fakes = self.generator(latents, self.resolution, alpha)
+        return g_loss(lambda x: self.discriminator(x, self.resolution, alpha), fakes)
+
+
+@dataclass
+class GanState:
+    """The networks and optimizers of one run, and the per-phase views used to train them."""
+
+    generator: Generator
+    discriminator: Discriminator
+    generator_ema: Generator
+    g_optimizer: torch.optim.Adam
+    d_optimizer: torch.optim.Adam
+    device: torch.device
+    ddp: bool = False
+    critic_loss: nn.Module | None = field(default=None, repr=False)
+    generator_loss: nn.Module | None = field(default=None, repr=False)
+    g_params: list[torch.Tensor] = field(default_factory=list, repr=False)
+
+    def enter_phase(self, resolution: int, fading: bool) -> None:
+        """Build the loss views (wrapped in DDP when distributed) for a phase."""
+        critic = CriticLoss(self.discriminator, resolution, fading)
+        gen = GeneratorLoss(self.generator, self.discriminator, resolution, fading)
+        self.g_params = [p for p in gen.parameters()]
+        if self.ddp:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            critic = DistributedDataParallel(critic, device_ids=ids, broadcast_buffers=False)
+            gen = DistributedDataParallel(gen, device_ids=ids, broadcast_buffers=False)
+        self.critic_loss, self.generator_loss = critic, gen
+
+
+@dataclass
+class StepInputs:
+    """Everything random that one step consumes, already sliced to this rank's shard."""
+
+    reals: torch.Tensor  # float images in [-1, 1], not yet faded
+    d_latents: torch.Tensor
+    mix: torch.Tensor
+    g_latents: torch.Tensor
+
+
+def draw_step_noise(
+    generator: torch.Generator, global_batch: int, latent_size: int, rank: int, world_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Latents for D and G and the GP mixing weights for the *global* batch, sliced to this rank.
+
+    Drawing the global batch on every rank from one seeded CPU generator makes
+    the run identical whatever the number of processes or the device.
+    """
+    local = global_batch // world_size
+    shard = slice(rank * local, (rank + 1) * local)
+    d_latents = torch.randn(global_batch, latent_size, generator=generator)[shard]
+    mix = torch.rand(global_batch, generator=generator)[shard]
+    g_latents = torch.randn(global_batch, latent_size, generator=generator)[shard]
+    return d_latents, mix, g_latents
+
+
+def autocast_context(device: torch.device, amp: bool) -> Any:
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(
+    state: GanState,
+    inputs: StepInputs,
+    resolution: int,
+    alpha: float,
+    ema_beta: float,
+    amp: bool = False,
+) -> dict[str, torch.Tensor]:
+    """One D update (WGAN-GP + drift), one G update and the EMA update. Returns detached stats (no sync)."""
+    device = state.device
+    reals = blend_reals(inputs.reals, alpha) if resolution > 4 else inputs.reals
+    with torch.no_grad(), autocast_context(device, amp):
+        fakes = state.generator(inputs.d_latents.to(device, non_blocking=True), resolution, alpha)
+
+    state.d_optimizer.zero_grad(set_to_none=True)
+    with autocast_context(device, amp):
+        loss_d, stats = state.critic_loss(reals, fakes, inputs.mix.to(device, non_blocking=True), alpha)
+    loss_d.backward()
+    state.d_optimizer.step()
+
+    state.g_optimizer.zero_grad(set_to_none=True)
+    with autocast_context(device, amp):
+        loss_g, g_stats = state.generator_loss(inputs.g_latents.to(device, non_blocking=True), alpha)
+    loss_g.backward(inputs=state.g_params)  # D's parameters get no gradient in the G update
+    state.g_optimizer.step()
+
+    update_ema(state.generator_ema, state.generator, ema_beta)
+    return {**stats, **g_stats}
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, source: nn.Module, beta: float) -> None:
+    """``ema ← beta·ema + (1 − beta)·source`` for every parameter, in one fused foreach call."""
+    ema_params = list(ema.parameters())
+    torch._foreach_lerp_(ema_params, list(source.parameters()), 1.0 - beta)
+
+
+def ema_beta_for(batch_size: int, ema_beta: float, ema_kimg: float | None) -> float:
+    """Per-step EMA decay: fixed β (official), or from a half-life of ``ema_kimg`` thousand images."""
+    if ema_kimg is None or ema_kimg <= 0:
+        return ema_beta
+    return 0.5 ** (batch_size / (ema_kimg * 1000.0))

@@ -1,0 +1,55 @@
+"""Shared set-up for the training tests: tiny options and a deterministic in-memory batch source."""
+
+from __future__ import annotations
+
+import torch
+
+from pggan.train_options import TrainOptions
+
+
+def tiny_options(tmp_path, **overrides) -> TrainOptions:
+    values = dict(
+        data=str(tmp_path / "data"),
+        resolution=16,
+        out=str(tmp_path / "runs"),
+        run_name="run",
+        fade_kimg=0.016,
+        stable_kimg=0.016,
+        batch_schedule="4:8,8:8,16:8",
+        fmap_base=32,
+        fmap_max=8,
+        latent_size=8,
+        device="cpu",
+        tick_kimg=0.016,
+        snapshot_kimg=0.032,
+        workers=0,
+        grid_size=2,
+        tensorboard=False,
+    )
+    values.update(overrides)
+    return TrainOptions(**values)
+
+
+def tensor_source(images_by_res: dict[int, torch.Tensor], rank: int = 0, world_size: int = 1):
+    """Batches covering stream positions [start + k·B, start + (k+1)·B), sliced to the rank."""
+
+    def source(resolution: int, batch_size: int, start: int):
+        data = images_by_res[resolution]
+        local = batch_size // world_size
+        position = start
+        while True:
+            index = torch.arange(position, position + batch_size) % data.shape[0]
+            yield data[index[rank * local : (rank + 1) * local]]
+            position += batch_size
+
+    return source
+
+
+def random_pyramid(count: int = 24, top: int = 16, channels: int = 3, seed: int = 0) -> dict[int, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    levels = {top: torch.randint(0, 256, (count, channels, top, top), generator=generator, dtype=torch.uint8)}
+    res = top
+    while res > 4:
+        levels[res // 2] = torch.nn.functional.avg_pool2d(levels[res].float(), 2).round().to(torch.uint8)
+        res //= 2
+    return levels
