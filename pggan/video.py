@@ -140,7 +140,10 @@ def write_mp4(
                     stream = _add_stream(container, available, fps, frame.shape[1], frame.shape[0], crf, chosen)
                 pixel_format = "gray" if frame.shape[2] == 1 else "rgb24"
                 image = frame[:, :, 0] if frame.shape[2] == 1 else frame
-                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format=pixel_format)):
+                # Convert to yuv420p here rather than letting encode() do it: under CPU load the implicit
+                # conversion made x264 output differ now and then for identical input (~1% of encodes).
+                video_frame = av.VideoFrame.from_ndarray(image, format=pixel_format).reformat(format="yuv420p")
+                for packet in stream.encode(video_frame):
                     container.mux(packet)
             if stream is None:
                 raise UserError("no frames to write")
