@@ -113,12 +113,37 @@ def train_command(ctx: click.Context, **options: Any) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path())
 @click.option("--grid", type=click.Path(), default=None, help="Write an image grid PNG here.")
+@click.option("--rows", type=int, default=8, show_default=True, help="Grid rows.")
+@click.option("--cols", type=int, default=8, show_default=True, help="Grid columns.")
+@click.option("--outdir", type=click.Path(), default=None, help="Write individual PNGs (seed<S>-<k>.png) here.")
+@click.option("--count", type=int, default=64, show_default=True, help="How many PNGs --outdir gets.")
 @click.option("--video", type=click.Path(), default=None, help="Write a latent-walk mp4 here.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="Video length.")
+@click.option("--fps", type=int, default=30, show_default=True, help="Video frame rate.")
+@click.option(
+    "--grid-size", default="1x1", show_default=True, help="Video layout COLSxROWS: one independent walk per cell."
+)
+@click.option("--smoothing", type=float, default=1.0, show_default=True, help="Walk smoothness: Gaussian σ in seconds.")
+@click.option("--keyframes", type=int, default=None, help="Slerp through K random latents instead (looping).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images on any device.")
+@click.option("--raw", is_flag=True, help="Use the trained generator instead of its EMA average.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Images generated at once.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @_one_line_errors
-def sample_command(**options: Any) -> None:
-    """Draw image grids and latent-interpolation videos from a checkpoint."""
-    _not_implemented("pggan-sample")
+def sample_command(checkpoint: str, **options: Any) -> None:
+    """Draw image grids, single images and latent-walk videos from a checkpoint.
+
+    Samples at the checkpoint's current resolution and fade-in alpha, with the EMA generator unless --raw.
+    """
+    from pggan.sample import run_sample
+
+    run_sample(checkpoint, progress=True, **options)
+    for key in ("grid", "video"):
+        if options[key] is not None:
+            click.echo(f"wrote {options[key]}")
+    if options["outdir"] is not None:
+        click.echo(f"wrote {options['count']} images to {options['outdir']}")
 
 
 # ---------------------------------------------------------------- pggan-swd

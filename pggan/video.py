@@ -1,0 +1,228 @@
+"""Latent-walk videos: smooth paths through latent space, generated in batches, encoded to mp4 with PyAV.
+
+Two walks. The default is the official release's: white Gaussian noise over
+time, low-pass filtered with a Gaussian of σ = smoothing·fps frames (circular,
+so the clip loops seamlessly), each frame's latent put back on the sphere of
+radius √latent_size where the generator's training latents live. ``keyframes``
+instead visits K random latents in turn along great circles (slerp) and
+returns to the first. Frames are streamed to the encoder batch by batch, so a
+long 1024² video never sits in memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pggan.checkpoint import atomic_write_bytes
+from pggan.errors import UserError
+from pggan.sample import generate_uint8, make_grid
+
+DEFAULT_CODECS = ("libx264", "mpeg4")
+
+
+def check_video_options(seconds: float, fps: int, smoothing: float, keyframes: int | None) -> int:
+    """Validate the video options; return the number of frames, ``round(seconds·fps)``."""
+    if fps < 1:
+        raise UserError(f"--fps must be at least 1, got {fps}")
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise UserError(f"--seconds must be positive, got {seconds}")
+    if not smoothing >= 0 or not math.isfinite(smoothing):
+        raise UserError(f"--smoothing must be zero or positive, got {smoothing}")
+    if keyframes is not None and keyframes < 2:
+        raise UserError(f"--keyframes needs at least 2 latents to travel between, got {keyframes}")
+    frames = round(seconds * fps)
+    if frames < 1:
+        raise UserError(f"--seconds {seconds} at --fps {fps} makes no frame at all")
+    return frames
+
+
+def to_sphere(latents: torch.Tensor) -> torch.Tensor:
+    """Scale each latent (last axis) to norm √latent_size, the typical norm of a Gaussian draw."""
+    norms = latents.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return latents / norms * math.sqrt(latents.shape[-1])
+
+
+def gaussian_walk(num_frames: int, cells: int, latent_size: int, seed: int, sigma: float) -> torch.Tensor:
+    """A looping smooth random walk, ``(num_frames, cells, latent_size)`` float32.
+
+    Gaussian noise per frame, filtered along time with ``sigma`` frames and
+    ``mode='wrap'`` (the last frame flows into the first), then renormalised
+    per frame: filtering shrinks the norm, and the generator was trained on
+    latents of norm ≈ √latent_size.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    rng = torch.Generator(device="cpu").manual_seed(seed)
+    noise = torch.randn(num_frames, cells, latent_size, generator=rng).double().numpy()
+    if sigma > 0:
+        noise = gaussian_filter1d(noise, sigma, axis=0, mode="wrap")
+    return to_sphere(torch.from_numpy(noise)).float()
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """Spherical interpolation between the directions of ``a`` and ``b`` (last axis), on the √n sphere.
+
+    Falls back to linear interpolation of the directions when they are
+    (nearly) parallel, where the great circle is undefined.
+    """
+    t = torch.as_tensor(t, dtype=a.dtype)
+    if t.ndim == 1:
+        t = t.reshape(-1, *([1] * (a.ndim - 1)))
+    ua = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    ub = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    dot = (ua * ub).sum(dim=-1, keepdim=True).clamp(-1.0, 1.0)
+    omega = torch.acos(dot)
+    sin_omega = torch.sin(omega)
+    parallel = sin_omega < 1e-6
+    safe = torch.where(parallel, torch.ones_like(sin_omega), sin_omega)
+    wa = torch.where(parallel, 1.0 - t, torch.sin((1.0 - t) * omega) / safe)
+    wb = torch.where(parallel, t, torch.sin(t * omega) / safe)
+    return to_sphere(wa * ua + wb * ub)
+
+
+def keyframe_walk(num_frames: int, cells: int, latent_size: int, seed: int, keyframes: int) -> torch.Tensor:
+    """Slerp through ``keyframes`` random latents per cell and back to the first: ``(num_frames, cells, latent_size)``.
+
+    Keyframe k is shown exactly at frame ``k·num_frames/keyframes`` when that is
+    an integer; the motion has constant angular speed between keyframes.
+    """
+    rng = torch.Generator(device="cpu").manual_seed(seed)
+    keys = to_sphere(torch.randn(keyframes, cells, latent_size, generator=rng).double())
+    position = torch.arange(num_frames, dtype=torch.float64) * keyframes / num_frames
+    index = position.floor().long().clamp(max=keyframes - 1)
+    frac = position - index
+    walk = slerp(keys[index], keys[(index + 1) % keyframes], frac)
+    return walk.float()
+
+
+def pad_to_even(frame: np.ndarray) -> np.ndarray:
+    """Pad an odd height or width by one edge row/column: yuv420p needs even sizes."""
+    height, width = frame.shape[:2]
+    pad = ((0, height % 2), (0, width % 2)) + ((0, 0),) * (frame.ndim - 2)
+    return np.pad(frame, pad, mode="edge") if height % 2 or width % 2 else frame
+
+
+def write_mp4(
+    frames: Iterable[np.ndarray],
+    path: str | os.PathLike[str],
+    fps: int,
+    codecs: Sequence[str] = DEFAULT_CODECS,
+    crf: int = 16,
+) -> str:
+    """Encode HWC uint8 frames (1 channel = gray, 3 = RGB) to an mp4 at ``path``, atomically; return the codec used.
+
+    H.264 (libx264, yuv420p, so every player accepts it) when this PyAV build
+    has it, else the next codec in ``codecs`` (MPEG-4 part 2). Odd sizes are
+    padded to even. The file appears only once the last frame is written.
+    """
+    import av
+
+    available = [codec for codec in codecs if codec in av.codecs_available]
+    if not available:
+        raise UserError(f"this PyAV build has none of the video encoders {', '.join(codecs)}")
+    chosen: list[str] = []
+
+    def writer(handle: object) -> None:
+        with av.open(handle, mode="w", format="mp4") as container:
+            stream = None
+            for frame in frames:
+                frame = pad_to_even(np.ascontiguousarray(frame))
+                if frame.ndim != 3 or frame.shape[2] not in (1, 3):
+                    raise UserError(f"cannot encode frames shaped {frame.shape} (want H×W×1 gray or H×W×3 RGB)")
+                if stream is None:
+                    stream = _add_stream(container, available, fps, frame.shape[1], frame.shape[0], crf, chosen)
+                pixel_format = "gray" if frame.shape[2] == 1 else "rgb24"
+                image = frame[:, :, 0] if frame.shape[2] == 1 else frame
+                # Convert to yuv420p here rather than letting encode() do it: under CPU load the implicit
+                # conversion made x264 output differ now and then for identical input (~1% of encodes).
+                video_frame = av.VideoFrame.from_ndarray(image, format=pixel_format).reformat(format="yuv420p")
+                for packet in stream.encode(video_frame):
+                    container.mux(packet)
+            if stream is None:
+                raise UserError("no frames to write")
+            for packet in stream.encode():
+                container.mux(packet)
+
+    atomic_write_bytes(path, writer)
+    return chosen[0]
+
+
+def _add_stream(
+    container: Any, codecs: list[str], fps: int, width: int, height: int, crf: int, chosen: list[str]
+) -> Any:
+    """The first codec of ``codecs`` that this build can open; H.264 by quality (CRF), others by bit rate."""
+    last_error: Exception | None = None
+    for codec in codecs:
+        try:
+            stream = container.add_stream(codec, rate=fps)
+        except ValueError as exc:  # UnknownCodecError and friends
+            last_error = exc
+            continue
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": str(crf), "preset": "medium"}
+        else:
+            stream.bit_rate = max(1_000_000, int(width * height * fps * 0.4))
+        chosen.append(codec)
+        return stream
+    raise UserError(f"no usable video encoder among {', '.join(codecs)} ({last_error})")
+
+
+def video_frames(
+    generator: torch.nn.Module,
+    walk: torch.Tensor,
+    resolution: int,
+    alpha: float,
+    grid_size: tuple[int, int],
+    batch_size: int,
+    device: torch.device,
+) -> Iterator[np.ndarray]:
+    """Yield one HWC uint8 frame per time step of ``walk`` ``(frames, cells, latent)``, cells tiled cols×rows."""
+    cols, rows = grid_size
+    frames, cells, latent_size = walk.shape
+    per_batch = max(1, batch_size // cells)
+    for start in range(0, frames, per_batch):
+        chunk = walk[start : start + per_batch]
+        flat = chunk.reshape(-1, latent_size)
+        images = torch.cat(list(generate_uint8(generator, flat, resolution, alpha, batch_size, device)))
+        for frame_images in images.reshape(chunk.shape[0], cells, *images.shape[1:]):
+            yield make_grid(frame_images, rows, cols)
+
+
+def render_video(
+    generator: torch.nn.Module,
+    path: str | os.PathLike[str],
+    resolution: int,
+    alpha: float,
+    *,
+    seconds: float = 10.0,
+    fps: int = 30,
+    grid_size: tuple[int, int] = (1, 1),
+    smoothing: float = 1.0,
+    keyframes: int | None = None,
+    seed: int = 0,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    codecs: Sequence[str] = DEFAULT_CODECS,
+) -> str:
+    """Write a latent-walk mp4 of ``round(seconds·fps)`` frames; return the codec used."""
+    from tqdm import tqdm
+
+    num_frames = check_video_options(seconds, fps, smoothing, keyframes)
+    cols, rows = grid_size
+    latent_size = generator.latent_size
+    if keyframes is None:
+        walk = gaussian_walk(num_frames, cols * rows, latent_size, seed, smoothing * fps)
+    else:
+        walk = keyframe_walk(num_frames, cols * rows, latent_size, seed, keyframes)
+    frames = video_frames(generator, walk, resolution, alpha, grid_size, batch_size, torch.device(device))
+    bar = tqdm(frames, total=num_frames, unit="frame", desc=Path(path).name, disable=not progress, leave=False)
+    return write_mp4(bar, path, fps, codecs=codecs)
