@@ -304,3 +304,21 @@ def test_forced_encodings_store_identical_pixels_and_are_recorded(tmp_path):
     png_bytes = read_meta(png)["bytes_per_level"]["32"]
     assert png_bytes < read_meta(raw)["bytes_per_level"]["32"]
     assert MAP_SIZE >= 1 << 40 and (raw / "data.mdb").stat().st_size < 10 << 20  # huge map, small sparse file
+
+
+def test_encoding_is_chosen_by_measured_savings():
+    from pggan.pyramid import build_levels
+    from pggan.storage_choice import choose_encodings
+
+    rng = np.random.default_rng(5)
+    smooth = [
+        build_levels(np.asarray(Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize((256, 256))))
+        for _ in range(3)
+    ]
+    noise = [build_levels(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)) for _ in range(3)]
+    levels = [4, 8, 16, 32, 64, 128, 256]
+    chosen, measured = choose_encodings(smooth, levels, 3)
+    assert chosen == {4: "raw", 8: "raw", 16: "raw", 32: "raw", 64: "raw", 128: "png", 256: "png"}
+    assert measured["256"]["png_saving"] > 0.5 and measured["256"]["chosen"] == "png" and measured["samples"] == 3
+    chosen, measured = choose_encodings(noise, levels, 3)
+    assert set(chosen.values()) == {"raw"} and measured["256"]["png_saving"] < 0.2  # PNG cannot shrink noise
