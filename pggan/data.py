@@ -88,9 +88,14 @@ class PyramidDataset(Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {self.count} images")
         return self.get_batch([index])[0]
 
-    def get_batch(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        """Images ``indices`` as one uint8 tensor (N, C, R, R), read in a single LMDB transaction."""
-        index_list = torch.as_tensor(indices, dtype=torch.long).reshape(-1).tolist()
+    def get_batch(self, indices: Sequence[int] | torch.Tensor, flip: Sequence[bool] | None = None) -> torch.Tensor:
+        """Images ``indices`` as one uint8 tensor (N, C, R, R), read in a single LMDB transaction.
+
+        ``flip`` (one bool per index) mirrors those images horizontally. All the
+        per-image work is numpy, never torch ops: small torch ops wake torch's
+        thread pool, which on a busy machine costs milliseconds per batch.
+        """
+        index_list = np.asarray(indices, dtype=np.int64).reshape(-1).tolist()
         r, c = self.resolution, self.channels
         batch = torch.empty(len(index_list), c, r, r, dtype=torch.uint8)
         out = batch.numpy()
@@ -105,6 +110,10 @@ class PyramidDataset(Dataset):
                     decode_record_into(record, self.encoding, out[slot])
                 except ValueError as exc:
                     raise UserError(f"{self.path} is damaged: record {record_key(r, index).decode()}: {exc}") from None
+        if flip is not None:
+            flipped = np.flatnonzero(np.asarray(flip, dtype=bool).reshape(-1))
+            if flipped.size:
+                out[flipped] = out[flipped][..., ::-1]
         return batch
 
 
@@ -126,7 +135,7 @@ def epoch_order(count: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.
 
 
 class _StreamPlan:
-    """Which dataset indices (and flips) make up global batch ``k`` for one rank; pure arithmetic."""
+    """Which dataset indices (and flips) make up global batch ``k`` for one rank; pure arithmetic, in numpy."""
 
     def __init__(self, count: int, batch_size: int, start: int, seed: int, rank: int, world_size: int) -> None:
         if batch_size < 1 or world_size < 1 or batch_size % world_size:
@@ -138,22 +147,23 @@ class _StreamPlan:
         self.count, self.batch_size, self.start, self.seed = count, batch_size, start, seed
         self.local = batch_size // world_size
         self.offset = rank * self.local
-        self._orders: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._orders: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _order(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         if epoch not in self._orders:
             if len(self._orders) >= 4:
                 self._orders.pop(min(self._orders))
-            self._orders[epoch] = epoch_order(self.count, self.seed, epoch)
+            permutation, mirror = epoch_order(self.count, self.seed, epoch)
+            self._orders[epoch] = (permutation.numpy(), mirror.numpy())
         return self._orders[epoch]
 
-    def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         first = self.start + k * self.batch_size + self.offset
-        positions = torch.arange(first, first + self.local, dtype=torch.long)
+        positions = np.arange(first, first + self.local, dtype=np.int64)
         epochs, offsets = positions // self.count, positions % self.count
-        indices = torch.empty(self.local, dtype=torch.long)
-        flips = torch.empty(self.local, dtype=torch.bool)
-        for epoch in torch.unique(epochs).tolist():
+        indices = np.empty(self.local, dtype=np.int64)
+        flips = np.empty(self.local, dtype=bool)
+        for epoch in np.unique(epochs).tolist():
             where = epochs == epoch
             permutation, mirror = self._order(epoch)
             indices[where] = permutation[offsets[where]]
@@ -189,10 +199,7 @@ class BatchStream:
     def read(self, k: int) -> torch.Tensor:
         """Global batch ``k``'s slice for this rank (mirror applied)."""
         indices, flips = self.plan.batch(k)
-        batch = self.dataset.get_batch(indices)
-        if self.mirror and bool(flips.any()):
-            batch[flips] = batch[flips].flip(-1)
-        return batch
+        return self.dataset.get_batch(indices, flips if self.mirror else None)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return self
