@@ -294,8 +294,3 @@ def to_float_images(batch_uint8: torch.Tensor, device: torch.device | str | None
     if device is not None:
         batch_uint8 = batch_uint8.to(device, non_blocking=True)
     return batch_uint8.to(torch.float32).div_(127.5).sub_(1.0)
-
-
-def as_numpy_hwc(image: torch.Tensor) -> np.ndarray:
-    """A (C, R, R) uint8 tensor as an (R, R, C) numpy array, the layout image libraries expect."""
-    return image.permute(1, 2, 0).contiguous().numpy()
