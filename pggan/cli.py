@@ -59,8 +59,38 @@ def _not_implemented(command: str) -> None:
 @click.option("--verify", "verify", type=click.Path(), default=None, help="Check an existing dataset and exit.")
 @_one_line_errors
 def prepare_command(**options: Any) -> None:
-    """Build an LMDB multi-resolution pyramid from image folders, zip files or lists of paths."""
-    _not_implemented("pggan-prepare")
+    """Build an LMDB multi-resolution pyramid from image folders, zip files or lists of paths.
+
+    SOURCE is a folder (searched recursively), a .zip file, a text file listing
+    image paths, or an image. Unusable files are skipped and listed in
+    DATASET.skipped.txt. Check a finished dataset with --verify DATASET.
+    """
+    if options["verify"] is not None:
+        if options["sources"] or options["out"]:
+            raise UserError("--verify DATASET takes no SOURCE and no --out")
+        from pggan.verify import verify_dataset
+
+        result = verify_dataset(options["verify"])
+        for problem in result.problems:
+            click.echo(f"  {problem}", err=True)
+        if not result.ok:
+            raise UserError(result.summary())
+        click.echo(result.summary())
+        return
+    if not options["out"] or options["resolution"] is None:
+        raise UserError("pggan-prepare needs SOURCE..., --out DATASET and --resolution R (or --verify DATASET)")
+    from pggan.prepare import prepare_dataset
+
+    result = prepare_dataset(
+        list(options["sources"]),
+        options["out"],
+        resolution=options["resolution"],
+        channels=int(options["channels"]),
+        workers=options["workers"],
+        min_size=options["min_size"],
+        overwrite=options["overwrite"],
+    )
+    click.echo(result.summary())
 
 
 # ---------------------------------------------------------------- pggan-train
