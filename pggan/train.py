@@ -214,7 +214,7 @@ class Trainer:
         set_learning_rate(self.state.g_optimizer, phase.learning_rate)
         set_learning_rate(self.state.d_optimizer, phase.learning_rate)
         self.state.enter_phase(phase.resolution, phase.fading)
-        self.loader = None  # let the previous loader's workers go before starting new ones
+        self._close_loader()  # stop the previous loader's worker processes before starting new ones
         self.loader = self.batch_source(phase.resolution, phase.batch_size, self.images_shown)
         self.phase = phase
         kind = "fade-in to" if phase.fading else "stable at"
@@ -249,7 +249,13 @@ class Trainer:
                 progress.close()
             if self.writer is not None:
                 self.writer.close()
-            self.loader = None
+            self._close_loader()
+
+    def _close_loader(self) -> None:
+        close = getattr(self.loader, "close", None)
+        if close is not None:
+            close()
+        self.loader = None
 
     def _one_step(self, phase: Phase) -> None:
         ctx, options = self.ctx, self.options

@@ -1,6 +1,61 @@
-"""`make demo`: prepare the bundled sample faces, train a small net on the CPU, write a grid."""
+"""`make demo`: prepare the bundled sample faces, train a small net to 32×32 on the CPU, write a grid.
 
+It runs the same commands a user would (printed as it goes), takes a few
+minutes on a 2-core CPU, and leaves everything in ``checkpoints/demo/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
 import sys
+import time
+from pathlib import Path
 
-print("make demo: the training command (pggan-train) is not built yet; the demo arrives with it.", file=sys.stderr)
-sys.exit(1)
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DATASET = REPO / "datasets" / "sample-32"
+RUN_DIR = REPO / "checkpoints" / "demo"
+
+TRAIN_ARGS = [
+    "--data", str(DATASET), "--resolution", "32", "--out", str(RUN_DIR.parent), "--run-name", RUN_DIR.name,
+    "--device", "cpu", "--fmap-base", "512", "--fmap-max", "64", "--latent-size", "128",
+    "--batch-schedule", "4:32,8:32,16:32,32:16", "--fade-kimg", "12", "--stable-kimg", "12",
+    "--tick-kimg", "6", "--snapshot-kimg", "24", "--grid-size", "6", "--mirror", "--workers", "1",
+]  # fmt: skip
+
+
+def run(command: str, *args: str) -> None:
+    print(f"$ {command} {' '.join(args)}", flush=True)
+    result = subprocess.run([str(BIN / command), *args])
+    if result.returncode != 0:
+        sys.exit(f"make demo: {command} failed (exit {result.returncode})")
+
+
+def main() -> None:
+    start = time.time()
+    if (DATASET / "data.mdb").exists() and subprocess.run(
+        [str(BIN / "pggan-prepare"), "--verify", str(DATASET)], capture_output=True
+    ).returncode == 0:
+        print(f"using the prepared dataset {DATASET.relative_to(REPO)}")
+    else:
+        run("pggan-prepare", str(REPO / "datasets" / "sample"), "--out", str(DATASET), "--resolution", "32",
+            "--overwrite")  # fmt: skip
+    if RUN_DIR.exists():
+        print(f"removing the previous demo run {RUN_DIR.relative_to(REPO)}")
+        shutil.rmtree(RUN_DIR)
+    run("pggan-train", *TRAIN_ARGS)
+    grids = sorted(RUN_DIR.glob("grid-*.png"))
+    if not grids:
+        sys.exit("make demo: training ended without writing a grid")
+    grid = grids[-1].relative_to(REPO)
+    print()
+    print(f"make demo finished in {time.time() - start:.0f} s.")
+    print(f"  image grid (EMA generator, 32x32): {grid}")
+    print(f"  checkpoint:                        {(RUN_DIR / 'latest.pt').relative_to(REPO)}")
+    print(f"  training log:                      {(RUN_DIR / 'stats.jsonl').relative_to(REPO)}")
+    print(f"  more samples: pggan-sample {(RUN_DIR / 'latest.pt').relative_to(REPO)} --grid samples.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""``python -m pggan COMMAND ...``: the four commands under one entry point.
+
+Handy for launchers that take a module, e.g.
+``torchrun --nproc_per_node=8 -m pggan train --data ... --resolution 1024``.
+"""
+
+import click
+
+from pggan.cli import prepare_command, sample_command, swd_command, train_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """pggan: Progressive Growing of GANs."""
+
+
+main.add_command(prepare_command, "prepare")
+main.add_command(train_command, "train")
+main.add_command(sample_command, "sample")
+main.add_command(swd_command, "swd")
+
+if __name__ == "__main__":
+    main()
