@@ -7,6 +7,7 @@ gloo on the CPU (tests run two gloo processes on one machine).
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -64,8 +65,9 @@ def init_distributed(device: str = "auto") -> DistContext:
 
 
 def shutdown() -> None:
-    """Leave the process group, if any."""
+    """Leave the process group, if any, once nothing (DDP reducers) refers to it any more."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -250,6 +250,8 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
             self._close_loader()
+            self.state.release_views()
+            self.phase = None
 
     def _close_loader(self) -> None:
         close = getattr(self.loader, "close", None)

@@ -107,9 +107,14 @@ class GanState:
         self.g_params = [p for p in gen.parameters()]
         if self.ddp:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            critic = DistributedDataParallel(critic, device_ids=ids, broadcast_buffers=False)
-            gen = DistributedDataParallel(gen, device_ids=ids, broadcast_buffers=False)
+            critic = DistributedDataParallel(critic, device_ids=ids)  # the views hold no buffers
+            gen = DistributedDataParallel(gen, device_ids=ids)
         self.critic_loss, self.generator_loss = critic, gen
+
+    def release_views(self) -> None:
+        """Drop the (DDP) loss views: they must be gone before the process group is destroyed."""
+        self.critic_loss = self.generator_loss = None
+        self.g_params = []
 
 
 @dataclass
