@@ -285,7 +285,7 @@ def _sort_rows_(x: torch.Tensor) -> torch.Tensor:
     if x.device.type != "cpu":
         return torch.sort(x, dim=1).values
     array = x.numpy()
-    workers = max(1, min(torch.get_num_threads(), x.shape[0]))
+    workers = max(1, min(torch.get_num_threads(), x.shape[0], x.numel() >> 18))  # threads only pay for big sorts
     if workers == 1:
         array.sort(axis=1)
         return x
