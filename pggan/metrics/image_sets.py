@@ -247,9 +247,9 @@ def compare(
         num_images = min([DEFAULT_NUM_IMAGES, *counts])
     if num_images < 1:
         raise UserError("--num-images must be at least 1")
+    batches = [image_batches(side, num_images, resolution, channels, seed, torch_device) for side in sides]
     bar = tqdm(total=2 * num_images, desc="SWD", unit="img", disable=not progress)
     try:
-        batches = [image_batches(side, num_images, resolution, channels, seed, torch_device) for side in sides]
         scores = swd.sliced_wasserstein_pyramid(*batches, seed=seed, device=torch_device, progress=bar)
     finally:
         bar.close()
