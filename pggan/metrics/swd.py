@@ -149,14 +149,13 @@ def patch_corners(num_images: int, size: int, generator: torch.Generator) -> tor
 
 def extract_descriptors(level: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
     """Gather the patches at ``corners`` from ``level`` (B, C, S, S): ``(B·128, C·7·7)``, channel-major."""
-    batch, channels, size, _ = level.shape
-    dev = level.device
-    k = torch.arange(NHOOD_SIZE, device=dev)
-    offsets = (torch.arange(channels, device=dev) * size * size)[:, None, None] + (k * size)[:, None] + k
-    corners = corners.to(dev)
-    base = torch.arange(batch, device=dev)[:, None] * (channels * size * size)
-    base = base + corners[..., 0] * size + corners[..., 1]
-    return level.reshape(-1)[base.reshape(-1, 1) + offsets.reshape(1, -1)]
+    batch, count = corners.shape[:2]
+    windows = level.unfold(2, NHOOD_SIZE, 1).unfold(3, NHOOD_SIZE, 1)  # (B, C, S-6, S-6, 7, 7), a view
+    windows = windows.permute(0, 2, 3, 1, 4, 5)  # (B, y, x, C, 7, 7): one advanced index gathers a patch
+    corners = corners.to(level.device)
+    images = torch.arange(batch, device=level.device).repeat_interleave(count)
+    patches = windows[images, corners[..., 0].reshape(-1), corners[..., 1].reshape(-1)]
+    return patches.reshape(batch * count, -1)
 
 
 @dataclass
