@@ -267,6 +267,8 @@ def test_bad_input_gives_user_errors(solvay, lfw_up):
         sliced_wasserstein_pyramid(solvay[..., :8, :8], lfw_up[..., :8, :8])
     with pytest.raises(UserError, match="equal size"):
         sliced_wasserstein_pyramid(solvay, lfw_up[:20])
+    with pytest.raises(UserError, match="equal size"):
+        sliced_wasserstein_pyramid(solvay[:20], lfw_up)
     with pytest.raises(UserError, match="like with like"):
         sliced_wasserstein_pyramid(solvay, lfw_up[..., :32, :32])
     with pytest.raises(UserError, match="square"):

@@ -173,7 +173,11 @@ def run_case(num: int, resolution: int, device: torch.device, seed: int = 0) -> 
     with PeakMemory(device) as memory:
         start = time.perf_counter()
         scores = swd.sliced_wasserstein_pyramid(
-            face_batches(pool, num, 1), face_batches(pool, num, 2, blur=True), seed=seed, device=device
+            face_batches(pool, num, 1),
+            face_batches(pool, num, 2, blur=True),
+            seed=seed,
+            device=device,
+            num_images=num,
         )
         if device.type == "cuda":
             torch.cuda.synchronize(device)

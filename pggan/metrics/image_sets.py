@@ -250,7 +250,9 @@ def compare(
     batches = [image_batches(side, num_images, resolution, channels, seed, torch_device) for side in sides]
     bar = tqdm(total=2 * num_images, desc="SWD", unit="img", disable=not progress)
     try:
-        scores = swd.sliced_wasserstein_pyramid(*batches, seed=seed, device=torch_device, progress=bar)
+        scores = swd.sliced_wasserstein_pyramid(
+            *batches, seed=seed, device=torch_device, progress=bar, num_images=num_images
+        )
     finally:
         bar.close()
     report = {

@@ -219,14 +219,16 @@ def compute_descriptors(
     device: str | torch.device = "cpu",
     batch_size: int | None = None,
     progress: Any = None,
+    num_images: int | None = None,
 ) -> DescriptorSet:
     """Descriptors of every pyramid level of an image set (a tensor or an iterable of uint8 batches).
 
     ``stream`` picks the patch-position stream (``"reals"`` or ``"fakes"``); ``progress`` is an optional tqdm
-    bar advanced by the number of images processed.
+    bar advanced by the number of images processed. ``num_images`` (known for a tensor) lets the storage be
+    allocated once: no final concatenation, no heap fragmentation from thousands of freed chunks.
     """
     device = torch.device(device)
-    capacity = images.shape[0] if isinstance(images, torch.Tensor) else None
+    capacity = images.shape[0] if isinstance(images, torch.Tensor) else num_images
     resolutions: list[int] = []
     channels = count = 0
     generators: list[torch.Generator] = []
@@ -249,6 +251,8 @@ def compute_descriptors(
                 f"images of one set must share a shape: got {batch.shape[1]}×{batch.shape[-1]}² "
                 f"after {channels}×{resolutions[0]}²"
             )
+        if capacity is not None and count + batch.shape[0] > capacity:
+            raise UserError(f"SWD got more than the {capacity} images announced")
         levels = laplacian_pyramid(batch.to(device, non_blocking=True), len(resolutions))
         for i, level in enumerate(levels):
             corners = patch_corners(batch.shape[0], level.shape[-1], generators[i])
@@ -432,6 +436,7 @@ class SWDEvaluator:
         dataset_id: str | None = None,
         batch_size: int | None = None,
         progress: Any = None,
+        num_images: int | None = None,
     ) -> None:
         self.seed = int(seed)
         self.device = torch.device(device)
@@ -452,7 +457,7 @@ class SWDEvaluator:
         if reals is None:
             if reals_uint8 is None:
                 raise UserError(f"no SWD descriptor cache at {cache_path} and no real images to compute it from")
-            reals = compute_descriptors(reals_uint8, self.seed, "reals", self.device, batch_size, progress)
+            reals = compute_descriptors(reals_uint8, self.seed, "reals", self.device, batch_size, progress, num_images)
             if cache_path is not None and key is not None:
                 _save_cache(Path(cache_path), key, reals)
         self.reals = reals.to(self.device)
@@ -468,7 +473,14 @@ class SWDEvaluator:
     @torch.no_grad()
     def evaluate(self, fakes_uint8: ImageSource, progress: Any = None) -> dict[int | str, float]:
         """``{resolution: swd×1e3, ..., "avg": mean}`` of a fake set as large as the real one."""
-        fakes = compute_descriptors(fakes_uint8, self.seed, "fakes", self.device, self.batch_size, progress)
+        try:  # as many fakes as reals are expected: allocate for them once
+            fakes = compute_descriptors(
+                fakes_uint8, self.seed, "fakes", self.device, self.batch_size, progress, self.num_images
+            )
+        except UserError as exc:
+            if "more than the" not in str(exc):
+                raise
+            raise UserError(f"SWD compares sets of equal size: more fakes than the {self.num_images} reals") from None
         return distances(self.reals, fakes, self.seed)
 
 
@@ -480,10 +492,14 @@ def sliced_wasserstein_pyramid(
     device: str | torch.device = "cpu",
     batch_size: int | None = None,
     progress: Any = None,
+    num_images: int | None = None,
 ) -> dict[int | str, float]:
     """The paper's SWD between two equally large uint8 sets (N, C, R, R): ``{R: …, R/2: …, …, 16: …, "avg": …}``.
 
-    Values are ×10³ as in the paper's tables; lower is closer. Deterministic for a given ``seed``.
+    Values are ×10³ as in the paper's tables; lower is closer. Deterministic for a given ``seed``. Either side
+    may be an iterable of batches; ``num_images`` then lets memory be allocated once.
     """
-    evaluator = SWDEvaluator(reals_uint8, seed=seed, device=device, batch_size=batch_size, progress=progress)
+    evaluator = SWDEvaluator(
+        reals_uint8, seed=seed, device=device, batch_size=batch_size, progress=progress, num_images=num_images
+    )
     return evaluator.evaluate(fakes_uint8, progress=progress)
