@@ -1,0 +1,273 @@
+"""Image sets for ``pggan-swd``: a prepared dataset, an image folder or a checkpoint, as uint8 batches.
+
+Each side of a comparison is opened once (cheap: headers, metadata), then streamed in batches so that 16k
+megapixel images never sit in memory at once. Sets are brought to one resolution and channel count: a dataset
+reads the pyramid level itself, a folder is centre-cropped and resized (Lanczos), a checkpoint's EMA generator
+draws at its own resolution and is box-filtered down (as the dataset pyramid is made) or nearest-upsampled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pggan.errors import UserError
+from pggan.metrics import swd
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+CHECKPOINT_SUFFIXES = {".pt", ".pth"}
+DEFAULT_NUM_IMAGES = 16384  # the paper's
+_SUBSET_STREAM = 0x5EED
+_LATENT_STREAM = 0x1A7E
+
+
+@dataclass
+class ImageSet:
+    """One side of a comparison. ``count`` is None for a generator (it draws as many as asked)."""
+
+    path: Path
+    kind: str  # "dataset" | "folder" | "checkpoint"
+    native_resolution: int
+    channels: int | None  # None: a folder that can be read either way
+    count: int | None
+    _files: list[Path] = field(default_factory=list)
+    _state: dict[str, Any] | None = None
+
+    def describe(self) -> str:
+        size = "any number of" if self.count is None else f"{self.count}"
+        return f"{self.kind} {self.path} ({size} images, {self.native_resolution}²)"
+
+
+def _largest_power_of_two(n: int) -> int:
+    return 1 << (max(1, n).bit_length() - 1)
+
+
+def _subset_seed(seed: int) -> int:
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, _SUBSET_STREAM]).generate_state(1)[0])
+
+
+def _open_folder(path: Path) -> ImageSet:
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise UserError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and is not a dataset")
+    short_side, gray = None, True
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                side = min(image.size)
+                gray = gray and image.mode in ("1", "L", "LA", "I", "I;16", "F")
+        except (OSError, UnidentifiedImageError):
+            raise UserError(f"cannot read image {file}") from None
+        short_side = side if short_side is None else min(short_side, side)
+    native = _largest_power_of_two(short_side or 1)
+    return ImageSet(path, "folder", native, 1 if gray else None, len(files), _files=files)
+
+
+def _open_checkpoint(path: Path) -> ImageSet:
+    from pggan.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    if "generator_config" not in state or "resolution" not in state:
+        raise UserError(f"{path} holds no generator to draw images from")
+    channels = int(state["generator_config"].get("channels", 3))
+    return ImageSet(path, "checkpoint", int(state["resolution"]), channels, None, _state=state)
+
+
+def _open_dataset(path: Path) -> ImageSet:
+    from pggan.data import PyramidDataset
+
+    probe = PyramidDataset(str(path), 4)  # the smallest level always exists; it tells the others
+    native = max(probe.resolutions)
+    sample = probe[0]
+    return ImageSet(path, "dataset", native, int(sample.shape[0]), len(probe))
+
+
+def open_image_set(path: str | os.PathLike[str]) -> ImageSet:
+    """Recognise what ``path`` is: an LMDB dataset dir, a run dir or checkpoint file, or a folder of images."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"not found: {path}")
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            raise UserError(f"{path} is a single image; give the folder that holds the set")
+        return _open_checkpoint(path)
+    if (path / "data.mdb").is_file():
+        return _open_dataset(path)
+    if (path / "latest.pt").is_file():
+        return _open_checkpoint(path / "latest.pt")
+    return _open_folder(path)
+
+
+def _folder_batches(files: list[Path], resolution: int, channels: int, batch: int) -> Iterator[torch.Tensor]:
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+    for start in range(0, len(files), batch):
+        arrays = []
+        for file in files[start : start + batch]:
+            with Image.open(file) as image:
+                image = image.convert(mode)
+                w, h = image.size
+                side = min(w, h)
+                left, top = (w - side) // 2, (h - side) // 2
+                image = image.crop((left, top, left + side, top + side))
+                if side != resolution:
+                    image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+                array = np.asarray(image, dtype=np.uint8)
+            arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+        yield torch.from_numpy(np.stack(arrays))
+
+
+def _dataset_batches(path: Path, indices: list[int], resolution: int, batch: int) -> Iterator[torch.Tensor]:
+    from pggan.data import PyramidDataset
+
+    dataset = PyramidDataset(str(path), resolution)
+    for start in range(0, len(indices), batch):
+        part = indices[start : start + batch]
+        if hasattr(dataset, "get_batch"):
+            yield torch.as_tensor(dataset.get_batch(part))
+        else:
+            yield torch.stack([torch.as_tensor(dataset[i]) for i in part])
+
+
+def _to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] network output → uint8, rounded and clipped as the official code does."""
+    return images.mul(127.5).add_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _resize_generated(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    size = images.shape[-1]
+    while size > resolution:
+        images = torch.nn.functional.avg_pool2d(images, 2)
+        size //= 2
+    if size < resolution:
+        images = torch.nn.functional.interpolate(images, scale_factor=resolution // size, mode="nearest")
+    return images
+
+
+@torch.no_grad()
+def _checkpoint_batches(
+    state: dict[str, Any], num: int, resolution: int, seed: int, device: torch.device, batch: int
+) -> Iterator[torch.Tensor]:
+    from pggan.checkpoint import build_generator
+
+    generator = build_generator(state, ema=True, device=device)
+    own_resolution, alpha = int(state["resolution"]), float(state.get("alpha", 1.0))
+    rng = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, _LATENT_STREAM]).generate_state(1)[0]))
+    for start in range(0, num, batch):
+        z = torch.randn(min(batch, num - start), generator.latent_size, generator=rng).to(device)
+        images = _resize_generated(generator(z, own_resolution, alpha).float(), resolution)
+        yield _to_uint8(images).cpu()
+
+
+def image_batches(
+    image_set: ImageSet,
+    num_images: int,
+    resolution: int,
+    channels: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> Iterator[torch.Tensor]:
+    """``num_images`` uint8 images (B, channels, resolution, resolution) from one side, in batches.
+
+    A dataset or folder larger than ``num_images`` gives a random subset chosen by ``seed`` (datasets are
+    often ordered); a checkpoint draws fresh latents from ``seed``.
+    """
+    batch = max(1, swd.PIXELS_PER_BATCH // (4 * channels * resolution * resolution))
+    if image_set.kind == "checkpoint":
+        if image_set.channels != channels:
+            raise UserError(f"{image_set.path} makes {image_set.channels}-channel images, the other side {channels}")
+        state = image_set._state or {}
+        return _checkpoint_batches(state, num_images, resolution, seed, torch.device(device), min(batch, 64))
+    assert image_set.count is not None
+    if num_images > image_set.count:
+        raise UserError(f"{image_set.describe()} has fewer than {num_images} images; lower --num-images")
+    order = torch.randperm(image_set.count, generator=torch.Generator().manual_seed(_subset_seed(seed)))
+    indices = sorted(order[:num_images].tolist())
+    if image_set.kind == "folder":
+        return _folder_batches([image_set._files[i] for i in indices], resolution, channels, batch)
+    if image_set.channels != channels:
+        raise UserError(f"{image_set.path} holds {image_set.channels}-channel images, the other side {channels}")
+    if resolution > image_set.native_resolution:
+        raise UserError(f"{image_set.path} goes up to {image_set.native_resolution}², not {resolution}²")
+    return _dataset_batches(image_set.path, indices, resolution, batch)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but no CUDA device is available")
+    return torch.device(device)
+
+
+def format_table(result: dict[int | str, float]) -> str:
+    """One column per pyramid level plus the average, values ×10³ as in the paper."""
+    keys = list(result)
+    headers = [str(k) if k == "avg" else f"{k}²" for k in keys]
+    cells = [f"{result[k]:.3f}" for k in keys]
+    widths = [max(len(h), len(c)) for h, c in zip(headers, cells, strict=True)]
+    line = lambda items: "  ".join(item.rjust(w) for item, w in zip(items, widths, strict=True))  # noqa: E731
+    return f"SWD ×1e3\n{line(headers)}\n{line(cells)}"
+
+
+def compare(
+    real: str | os.PathLike[str],
+    fake: str | os.PathLike[str],
+    num_images: int | None = None,
+    resolution: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    json_path: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Everything ``pggan-swd`` does: open both sides, agree on size and channels, measure, write JSON."""
+    from tqdm import tqdm
+
+    torch_device = _resolve_device(device)
+    sides = [open_image_set(real), open_image_set(fake)]
+    if resolution is None:
+        resolution = min(side.native_resolution for side in sides)
+    swd.pyramid_resolutions(resolution)  # a clear error for sizes SWD cannot use
+    fixed = {side.channels for side in sides if side.channels is not None and side.kind != "folder"}
+    if len(fixed) > 1:
+        raise UserError(f"the two sides have different channel counts ({sorted(fixed)})")
+    channels = fixed.pop() if fixed else (1 if all(side.channels == 1 for side in sides) else 3)
+    counts = [side.count for side in sides if side.count is not None]
+    if num_images is None:
+        num_images = min([DEFAULT_NUM_IMAGES, *counts])
+    if num_images < 1:
+        raise UserError("--num-images must be at least 1")
+    batches = [image_batches(side, num_images, resolution, channels, seed, torch_device) for side in sides]
+    bar = tqdm(total=2 * num_images, desc="SWD", unit="img", disable=not progress)
+    try:
+        scores = swd.sliced_wasserstein_pyramid(
+            *batches, seed=seed, device=torch_device, progress=bar, num_images=num_images
+        )
+    finally:
+        bar.close()
+    report = {
+        "real": str(real),
+        "fake": str(fake),
+        "num_images": num_images,
+        "resolution": resolution,
+        "channels": channels,
+        "seed": seed,
+        "swd": {str(k): v for k, v in scores.items()},
+    }
+    if json_path is not None:
+        from pggan.checkpoint import atomic_write_bytes
+
+        text = json.dumps(report, indent=2) + "\n"
+        atomic_write_bytes(json_path, lambda handle: handle.write(text.encode()))
+    report["table"] = format_table(scores)
+    return report
