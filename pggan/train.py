@@ -140,6 +140,8 @@ class Trainer:
         self.stats_steps = 0
         self.tick_start = (time.perf_counter(), 0)
         self.writer: Any = None
+        self.swd: Any = None
+        self.next_swd = self._swd_images()
         if resume_state is not None:
             self._restore(resume_state)
         self.next_tick = max(self.next_tick, self.images_shown + 1) if self.images_shown else self._tick_images()
@@ -149,6 +151,11 @@ class Trainer:
         resolution = self.schedule.phase_at(self.images_shown).resolution
         kimg = self.options.tick_kimg or OFFICIAL_TICK_KIMG.get(resolution, 10)
         return self.images_shown + max(1, round(kimg * 1000))
+
+    def _swd_images(self) -> int | None:
+        if not self.options.swd_kimg:
+            return None
+        return self.images_shown + max(1, round(self.options.swd_kimg * 1000))
 
     def _snapshot_images(self) -> int:
         return self.images_shown + max(1, round(self.options.snapshot_kimg * 1000))
@@ -345,6 +352,10 @@ class Trainer:
         self.next_tick = self._tick_images()
         self.tick_start = (time.perf_counter(), self.images_shown)
         self._check_finite_parameters()
+        if self.next_swd is not None and self.images_shown >= self.next_swd:
+            self.next_swd = self._swd_images()
+            if self.ctx.is_main:
+                record["swd"] = self._evaluate_swd()
         if write_latest and self.ctx.is_main:
             save_checkpoint(self.checkpoint_state(), self.latest_path)
         if not self.ctx.is_main:
@@ -356,10 +367,16 @@ class Trainer:
             f"alpha {record['alpha']:.3f}  D {record.get('d_loss', 0):+.3f}  G {record.get('g_loss', 0):+.3f}  "
             f"sec/kimg {record['sec_per_kimg']:.2f}  img/s {record['img_per_s']:.1f}  mem {record['memory_mb']:.0f} MB"
         )
+        if record.get("swd"):
+            swd = "  ".join(f"{k}: {v:.2f}" for k, v in record["swd"].items())
+            self.log(f"SWD x1e3 at {record['resolution']}x{record['resolution']}  {swd}")
         writer = self._tensorboard()
         if writer is not None:
             for key, value in record.items():
-                if key not in ("tick", "step"):
+                if key == "swd":
+                    for level, distance in value.items():
+                        writer.add_scalar(f"swd/{level}", distance, self.images_shown)
+                elif key not in ("tick", "step"):
                     writer.add_scalar(f"train/{key}", value, self.images_shown)
             writer.flush()
 
@@ -388,6 +405,16 @@ class Trainer:
             writer.add_image(
                 "ema_grid", make_grid(images_to_uint8(images.cpu()), n, n), self.images_shown, dataformats="HWC"
             )
+
+    def _evaluate_swd(self) -> dict[str, float]:
+        from pggan.train_swd import TrainingSWD
+
+        if self.swd is None:
+            self.swd = TrainingSWD(
+                self.options.data, self.options.swd_images, self.options.seed, self.ctx.device, self.run_dir
+            )
+        generator = self.state.generator_ema
+        return self.swd.evaluate(generator, self.phase.resolution, self.last_alpha)
 
     def _tensorboard(self) -> Any:
         if not self.options.tensorboard or not self.ctx.is_main:

@@ -149,3 +149,16 @@ def test_torchrun_two_processes_train_like_one(dataset, tmp_path):
     for key in ("generator", "discriminator", "generator_ema"):
         for name, tensor in one[key].items():
             torch.testing.assert_close(ddp[key][name], tensor, rtol=1e-4, atol=1e-5, msg=f"{key}.{name}")
+
+
+def test_swd_is_evaluated_during_training(dataset, tmp_path):
+    out = tmp_path / "runs"
+    result = run("pggan-train", "--data", dataset, "--resolution", 16, "--out", out, "--run-name", "r", *TINY,
+                 "--total-kimg", 0.08, "--swd-kimg", 0.032, "--swd-images", 64)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    ticks = [json.loads(line) for line in (out / "r" / "stats.jsonl").read_text().splitlines()]
+    with_swd = [t for t in ticks if "swd" in t]
+    assert [t["kimg"] for t in with_swd] == [0.032, 0.064]
+    assert with_swd[0]["swd"] == {}  # 8×8: below the 16×16 the Laplacian pyramid needs
+    assert set(with_swd[1]["swd"]) == {"16", "avg"} and with_swd[1]["swd"]["avg"] > 0
+    assert (out / "r" / "swd-reals-16.pt").is_file()  # the real descriptors are cached for the next evaluation

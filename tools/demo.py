@@ -19,9 +19,9 @@ RUN_DIR = REPO / "checkpoints" / "demo"
 
 TRAIN_ARGS = [
     "--data", str(DATASET), "--resolution", "32", "--out", str(RUN_DIR.parent), "--run-name", RUN_DIR.name,
-    "--device", "cpu", "--fmap-base", "512", "--fmap-max", "64", "--latent-size", "128",
-    "--batch-schedule", "4:32,8:32,16:32,32:16", "--fade-kimg", "12", "--stable-kimg", "12",
-    "--tick-kimg", "6", "--snapshot-kimg", "24", "--grid-size", "6", "--mirror", "--workers", "1",
+    "--device", "cpu", "--fmap-base", "256", "--fmap-max", "32", "--latent-size", "64",
+    "--batch-schedule", "4:16,8:16,16:16,32:16", "--fade-kimg", "6", "--stable-kimg", "6",
+    "--tick-kimg", "3", "--snapshot-kimg", "12", "--grid-size", "6", "--mirror", "--workers", "1",
 ]  # fmt: skip
 
 
