@@ -31,8 +31,9 @@ MIN_RESOLUTION = 4
 MAX_RESOLUTION = 1024
 #: Generator blocks at or above this resolution run nearest-upsample + 3×3 conv as one stride-2 4×4
 #: transposed conv (the official release's ``fused_scale``): identical maths, 16/36 of the multiply-adds,
-#: and no upsampled tensor. Measured faster at every resolution on the CPU (tools/bench_train.py --fusion).
-FUSED_UPSAMPLE_MIN_RESOLUTION = 8
+#: and no upsampled tensor. On the CPU it pays from 16×16 up and loses at 8×8, where the 4×4 input is too
+#: small for the transposed conv's kernels (tools/bench_train.py --fusion).
+FUSED_UPSAMPLE_MIN_RESOLUTION = 16
 
 
 def is_power_of_two(value: Any) -> bool:

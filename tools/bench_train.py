@@ -34,7 +34,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pggan.networks import Discriminator, Generator
+from pggan.layers import EqualizedConv2dDown, EqualizedUpConv2d
+from pggan.networks import Discriminator, Generator, feature_maps
 from pggan.schedule import OFFICIAL_BATCH_SIZES
 from pggan.train_step import GanState, StepInputs, draw_step_noise, make_optimizer, train_step
 
@@ -55,9 +56,11 @@ class Row:
     img_per_s: float
     sec_per_kimg: float
     gflop_per_step: float
+    gflop_reference: float
     gflops: float
     matmul_gflops: float
     fraction_of_matmul: float
+    reference_fraction_of_matmul: float
     peak_mem_mb: float
 
 
@@ -176,13 +179,18 @@ def bench_row(args: argparse.Namespace, res: int, device: torch.device) -> Row:
     sync(device)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
+    # The matmul is timed right before and right after every step: on a shared machine the ceiling moves,
+    # and each step is compared with the ceiling of its own moment.
     step_times, mm_times = [], []
+    before = matmul_seconds(a, b)
     for _ in range(max(1, args.steps)):
         start = time.perf_counter()
         step()
         sync(device)
         step_times.append(time.perf_counter() - start)
-        mm_times.append(matmul_seconds(a, b))
+        after = matmul_seconds(a, b)
+        mm_times.append((before + after) / 2)
+        before = after
     if cuda:
         peak = torch.cuda.max_memory_allocated(device)
     else:
@@ -192,8 +200,18 @@ def bench_row(args: argparse.Namespace, res: int, device: torch.device) -> Row:
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
+    fused = [m for m in state.generator.modules() if isinstance(m, EqualizedUpConv2d) and m.fused]
+    for m in fused:  # the same step in the paper's unfused formulation: comparable across fusion settings
+        m.fused = False
+    with FlopCounterMode(display=False) as counter:
+        step()
+    reference_flops = counter.get_total_flops()
+    for m in fused:
+        m.fused = True
     sec = statistics.median(step_times)
-    mm_gflops = 2 * MATMUL_SIZE**3 / statistics.median(mm_times) / 1e9
+    mm_flop = 2 * MATMUL_SIZE**3
+    ratios = [flops / t / (mm_flop / m) for t, m in zip(step_times, mm_times, strict=True)]
+    mm_gflops = mm_flop / statistics.median(mm_times) / 1e9
     gflops = flops / sec / 1e9
     return Row(
         res=res,
@@ -208,9 +226,11 @@ def bench_row(args: argparse.Namespace, res: int, device: torch.device) -> Row:
         img_per_s=batch / sec,
         sec_per_kimg=1000 * sec / batch,
         gflop_per_step=flops / 1e9,
+        gflop_reference=reference_flops / 1e9,
         gflops=gflops,
         matmul_gflops=mm_gflops,
-        fraction_of_matmul=gflops / mm_gflops,
+        fraction_of_matmul=statistics.median(ratios),
+        reference_fraction_of_matmul=statistics.median(ratios) * reference_flops / flops,
         peak_mem_mb=peak / 2**20,
     )
 
@@ -230,6 +250,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=5, help="timed steps (the median is reported)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per row instead of a table")
+    parser.add_argument(
+        "--fusion", action="store_true", help="instead: time the fused vs unfused resampling convs per resolution"
+    )
     args = parser.parse_args(argv)
     for res in args.res:
         if res < 4 or res > 1024 or res & (res - 1):
@@ -241,16 +264,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 HEADER = (
     f"{'res':>5} {'fmap':>5} {'batch':>5} {'alpha':>5} {'s/step':>8} {'img/s':>8} {'s/kimg':>8} "
-    f"{'GFLOP':>8} {'GFLOP/s':>8} {'mm GF/s':>8} {'of mm':>6} {'peak MB':>8}"
+    f"{'GFLOP':>8} {'ref GF':>8} {'GFLOP/s':>8} {'mm GF/s':>8} {'of mm':>6} {'ref/mm':>6} {'peak MB':>8}"
 )
 
 
 def format_row(r: Row) -> str:
     return (
         f"{r.res:>5} {r.fmap_max:>5} {r.batch:>5} {r.alpha:>5.2f} {r.sec_per_step:>8.4f} {r.img_per_s:>8.1f} "
-        f"{r.sec_per_kimg:>8.1f} {r.gflop_per_step:>8.1f} {r.gflops:>8.1f} {r.matmul_gflops:>8.1f} "
-        f"{r.fraction_of_matmul:>6.0%} {r.peak_mem_mb:>8.0f}"
+        f"{r.sec_per_kimg:>8.1f} {r.gflop_per_step:>8.1f} {r.gflop_reference:>8.1f} {r.gflops:>8.1f} "
+        f"{r.matmul_gflops:>8.1f} {r.fraction_of_matmul:>6.0%} {r.reference_fraction_of_matmul:>6.0%} "
+        f"{r.peak_mem_mb:>8.0f}"
     )
+
+
+def fusion_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Forward + backward time of each resampling conv, unfused vs fused, timed alternately (min of N)."""
+    rows = []
+    batch = args.batch or 16
+    for res in args.res:
+        if res < 8:
+            continue
+        channels = feature_maps(res, 8192, args.fmap_max)
+        cases = {
+            "upsample+conv3x3 vs convT4x4": (EqualizedUpConv2d(channels, channels), res // 2),
+            "conv3x3+avgpool vs conv4x4/2": (EqualizedConv2dDown(channels, channels), res),
+        }
+        for name, (layer, size) in cases.items():
+            layer.to(device)
+            x = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
+            times: dict[bool, list[float]] = {False: [], True: []}
+            for i in range(2 + max(3, args.steps)):
+                for fused in (False, True):
+                    layer.fused = fused
+                    start = time.perf_counter()
+                    layer(x).square().sum().backward()
+                    sync(device)
+                    if i >= 2:
+                        times[fused].append(time.perf_counter() - start)
+            unfused, fused_s = min(times[False]), min(times[True])
+            rows.append(
+                {"res": res, "channels": channels, "batch": batch, "layer": name, "device": str(device),
+                 "unfused_ms": unfused * 1e3, "fused_ms": fused_s * 1e3, "speedup": unfused / fused_s}
+            )  # fmt: skip
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -263,6 +319,17 @@ def main(argv: list[str] | None = None) -> None:
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             sys.exit("bench_train: --device cuda but no CUDA device is available")
+    if args.fusion:
+        for row in fusion_rows(args, device):
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                print(
+                    f"{row['res']:>5} {row['channels']:>5}ch {row['layer']:<30} unfused {row['unfused_ms']:8.2f} ms"
+                    f"  fused {row['fused_ms']:8.2f} ms  speed-up {row['speedup']:.2f}x",
+                    flush=True,
+                )
+        return
     if not args.json:
         flags = [name for name in ("amp", "channels_last", "compile") if getattr(args, name)]
         print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, flags {flags or '-'}")
