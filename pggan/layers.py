@@ -56,6 +56,79 @@ class EqualizedConv2d(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, scale={self.scale:.4g}"
 
 
+def upsample_conv_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The 4×4 ``conv_transpose2d`` kernel (stride 2, padding 1) equal to nearest 2× upsampling + this 3×3 conv.
+
+    Each output phase of ``conv(upsample(x))`` sees a 2×2 neighbourhood of ``x``
+    whose taps are sums of the 3×3 kernel's taps: padding the kernel by one and
+    adding its four 1-pixel shifts gives those sums, and the flip turns the
+    correlation into PyTorch's transposed-convolution convention. ``weight`` is
+    (out, in, 3, 3); the result is (in, out, 4, 4). Costs 16 instead of 36
+    multiply-adds per input pixel and never materialises the upsampled tensor.
+    """
+    w = F.pad(weight, (1, 1, 1, 1))
+    w = w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
+    return w.flip(2, 3).transpose(0, 1)
+
+
+def conv_downsample_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The 4×4 stride-2 ``conv2d`` kernel (padding 1) equal to this 3×3 conv followed by 2×2 average pooling.
+
+    Only exact when nothing non-linear sits between the conv and the pooling;
+    this project's discriminator applies lrelu *before* pooling (as the
+    official release's unfused path does), so its blocks cannot use it.
+    """
+    w = F.pad(weight, (1, 1, 1, 1))
+    return (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) * 0.25
+
+
+class EqualizedUpConv2d(EqualizedConv2d):
+    """Nearest 2× upsampling followed by an equalized 3×3 conv, optionally fused into one transposed conv.
+
+    Parameters (names, shapes, meaning) are exactly those of
+    :class:`EqualizedConv2d`, so checkpoints do not depend on ``fused``; the
+    fused kernel is computed from the weight at every call, and gradients flow
+    to the same 3×3 weight.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, gain: float = HE_GAIN, fused: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 3, gain=gain)
+        self.fused = fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fused:
+            return F.conv2d(upsample2x(x), self.scaled_weight(), self.bias, padding=1)
+        weight = upsample_conv_weight(self.scaled_weight()).to(memory_format=_format_of(x))
+        return F.conv_transpose2d(x, weight, self.bias, stride=2, padding=1)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", upsample=2, fused={self.fused}"
+
+
+class EqualizedConv2dDown(EqualizedConv2d):
+    """An equalized 3×3 conv followed by 2×2 average pooling, optionally fused into one stride-2 4×4 conv."""
+
+    def __init__(self, in_channels: int, out_channels: int, gain: float = HE_GAIN, fused: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 3, gain=gain)
+        self.fused = fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fused:
+            return downsample2x(F.conv2d(x, self.scaled_weight(), self.bias, padding=1))
+        weight = conv_downsample_weight(self.scaled_weight()).to(memory_format=_format_of(x))
+        return F.conv2d(x, weight, self.bias, stride=2, padding=1)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", downsample=2, fused={self.fused}"
+
+
+def _format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last when ``x`` is NHWC (so a computed kernel matches the layout cuDNN picks), else contiguous."""
+    if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 class EqualizedLinear(nn.Module):
     """Linear layer with weights ~ N(0, 1) scaled by ``gain / sqrt(in_features)`` at run time."""
 
@@ -139,6 +212,12 @@ def downsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, kernel_size=2)
 
 
-def lrelu(x: torch.Tensor) -> torch.Tensor:
-    """Leaky ReLU with the paper's slope 0.2."""
-    return F.leaky_relu(x, LRELU_SLOPE)
+def lrelu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Leaky ReLU with the paper's slope 0.2.
+
+    ``inplace=True`` overwrites ``x`` (a fresh conv output nobody else needs):
+    one full-size allocation less per layer, which on the CPU also saves the
+    page faults of a new buffer. Its backward (and double backward) only needs
+    the result, so it is safe under the gradient penalty.
+    """
+    return F.leaky_relu(x, LRELU_SLOPE, inplace=inplace)

@@ -36,7 +36,8 @@ def gradient_penalty(
         mix = torch.rand(reals.shape[0], device=reals.device, dtype=torch.float32)
     u = mix.to(reals.dtype).reshape(-1, *([1] * (reals.ndim - 1)))
     # x̂ is built from detached inputs: the penalty acts on D's parameters only, never on G.
-    mixed = torch.lerp(reals.detach(), fakes.detach(), u).requires_grad_(True)
+    # A view of the leaf, not the leaf itself: autograd.grad on a non-leaf also works under FlopCounterMode.
+    mixed = torch.lerp(reals.detach(), fakes.detach(), u).requires_grad_(True).view_as(reals)
     scores = critic(mixed)
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
     grad = grad.flatten(1)
@@ -54,14 +55,24 @@ def d_loss(
     gp_lambda: float = GP_LAMBDA,
     gp_target: float = GP_TARGET,
     drift: float = DRIFT_EPSILON,
+    joint: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Critic loss ``E[D(G(z))] − E[D(x)] + λ·GP + ε_drift·E[D(x)²]``.
 
     Returns the scalar loss and detached per-term means for logging (``wdist``
     is ``E[D(x)] − E[D(G(z))]``, the Wasserstein estimate the paper plots).
+
+    ``joint=True`` scores reals and fakes in one critic call on the
+    concatenated batch (one pass instead of two: bigger, faster convolutions).
+    Only use it when no sample's score depends on other samples across the
+    real/fake boundary, e.g. when minibatch-stddev groups divide each half.
     """
-    real_scores = critic(reals).float().reshape(-1)
-    fake_scores = critic(fakes.detach()).float().reshape(-1)
+    if joint:
+        scores = critic(torch.cat([reals, fakes.detach()])).float().reshape(-1)
+        real_scores, fake_scores = scores.split([reals.shape[0], fakes.shape[0]])
+    else:
+        real_scores = critic(reals).float().reshape(-1)
+        fake_scores = critic(fakes.detach()).float().reshape(-1)
     penalty = gradient_penalty(critic, reals, fakes, mix, gp_lambda, gp_target)
     drift_term = real_scores.square() * drift
     loss = (fake_scores - real_scores + penalty + drift_term).mean()

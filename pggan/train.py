@@ -120,6 +120,7 @@ class Trainer:
             d_optimizer=make_optimizer(discriminator, options.lr, device),
             device=device,
             ddp=ctx.distributed,
+            compile=options.compile,
         )
         self.noise = torch.Generator().manual_seed(options.seed)
         self.grid_latents = torch.randn(

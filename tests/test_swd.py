@@ -8,7 +8,7 @@ import pytest
 import scipy.ndimage
 import torch
 from PIL import Image
-from swd_reference import laplacian, pyr_down, pyr_up, reference_swd
+from tests.swd_reference import laplacian, pyr_down, pyr_up, reference_swd
 
 from pggan.errors import UserError
 from pggan.metrics import swd
