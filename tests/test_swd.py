@@ -8,12 +8,12 @@ import pytest
 import scipy.ndimage
 import torch
 from PIL import Image
-from tests.swd_reference import laplacian, pyr_down, pyr_up, reference_swd
 
 from pggan.errors import UserError
 from pggan.metrics import swd
 from pggan.metrics.swd import SWDEvaluator, sliced_wasserstein_pyramid
 from pggan.networks import Generator
+from tests.swd_reference import laplacian, pyr_down, pyr_up, reference_swd
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
 
