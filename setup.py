@@ -28,7 +28,7 @@ setup(
         "av>=11",
         "tensorboard",
     ],
-    extras_require={"test": ["pytest>=7", "ruff"]},
+    extras_require={"test": ["pytest>=7", "ruff"], "fast": ["pyspng"]},
     entry_points={
         "console_scripts": [
             "pggan-prepare=pggan.cli:prepare_command",

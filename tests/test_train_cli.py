@@ -162,3 +162,15 @@ def test_swd_is_evaluated_during_training(dataset, tmp_path):
     assert with_swd[0]["swd"] == {}  # 8×8: below the 16×16 the Laplacian pyramid needs
     assert set(with_swd[1]["swd"]) == {"16", "avg"} and with_swd[1]["swd"]["avg"] > 0
     assert (out / "r" / "swd-reals-16.pt").is_file()  # the real descriptors are cached for the next evaluation
+
+
+def test_resume_auto_starts_then_continues(dataset, tmp_path):
+    out = tmp_path / "runs"
+    args = ["--data", dataset, "--resolution", 16, "--out", out, "--run-name", "job", *TINY, "--resume", "auto"]
+    first = run("pggan-train", *args, "--total-kimg", 0.016)
+    assert first.returncode == 0, first.stderr
+    assert "starting run" in first.stdout
+    second = run("pggan-train", *args, "--total-kimg", 0.032)  # the same job script, re-submitted
+    assert second.returncode == 0, second.stderr
+    assert "resuming run" in second.stdout
+    assert load_checkpoint(out / "job" / "latest.pt")["images_shown"] == 32
