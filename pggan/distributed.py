@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -37,16 +38,23 @@ class DistContext:
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → CUDA when present (one GPU per local rank), else the CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for, but no CUDA GPU is available")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if device == "cpu":
+    """``auto`` → CUDA when present, else the CPU; plain ``cuda`` → this process's GPU (one per local rank).
+
+    The one place every command turns ``--device`` into a torch device; asking for CUDA without a GPU is a
+    UserError rather than a failure deep inside torch.
+    """
+    name = device.strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
         return torch.device("cpu")
-    raise UserError(f"unknown device {device!r}: use auto, cpu or cuda")
+    if re.fullmatch(r"cuda(:\d+)?", name):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: no CUDA device is available here (use --device cpu)")
+        if name == "cuda":
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        return torch.device(name)
+    raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
 
 
 def init_distributed(device: str = "auto") -> DistContext:

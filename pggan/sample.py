@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from pggan.checkpoint import atomic_write_bytes
+from pggan.distributed import resolve_device
 from pggan.errors import UserError
 
 IMAGE_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -87,20 +88,6 @@ def random_latents(count: int, latent_size: int, seed: int) -> torch.Tensor:
     """``count`` Gaussian latents from a seeded CPU generator: identical on every machine and device."""
     rng = torch.Generator(device="cpu").manual_seed(seed)
     return torch.randn(count, latent_size, generator=rng)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; an explicit ``cuda`` without a GPU is a UserError."""
-    name = name.strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if re.fullmatch(r"cuda(:\d+)?", name):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: no CUDA device is available here (use --device cpu)")
-        return torch.device(name)
-    raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
 
 
 def generate_uint8(

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from pggan.distributed import resolve_device
 from pggan.networks import Generator
-from pggan.sample import resolve_device
 from pggan.video import gaussian_walk, video_frames, write_mp4
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pggan.distributed import resolve_device
 from pggan.errors import UserError
 from pggan.metrics import swd
 
@@ -202,14 +203,6 @@ def image_batches(
     return _dataset_batches(image_set.path, indices, resolution, batch)
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda asked for, but no CUDA device is available")
-    return torch.device(device)
-
-
 def format_table(result: dict[int | str, float]) -> str:
     """One column per pyramid level plus the average, values ×10³ as in the paper."""
     keys = list(result)
@@ -233,7 +226,7 @@ def compare(
     """Everything ``pggan-swd`` does: open both sides, agree on size and channels, measure, write JSON."""
     from tqdm import tqdm
 
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     sides = [open_image_set(real), open_image_set(fake)]
     if resolution is None:
         resolution = min(side.native_resolution for side in sides)
