@@ -1,4 +1,8 @@
 import pickle
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -70,3 +74,25 @@ def test_rejects_missing_truncated_foreign_and_code_carrying_files(tmp_path):
     ]:
         with pytest.raises(UserError, match=message):
             load_checkpoint(path)
+
+
+def test_kill_9_during_saves_leaves_a_loadable_checkpoint(tmp_path):
+    path = tmp_path / "latest.pt"
+    script = (
+        "import sys, torch\n"
+        "from pggan.checkpoint import save_checkpoint\n"
+        "state = {'weights': torch.randn(4_000_000), 'images_shown': 0}\n"
+        "i = 0\n"
+        "while True:\n"
+        "    i += 1\n"
+        "    state['images_shown'] = i\n"
+        "    save_checkpoint(state, sys.argv[1])\n"
+        "    print(i, flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "1"  # one complete save exists
+    time.sleep(0.3)  # now most likely in the middle of another save
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    state = load_checkpoint(path)
+    assert state["images_shown"] >= 1 and state["weights"].shape == (4_000_000,)
