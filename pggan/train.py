@@ -14,6 +14,7 @@ import json
 import math
 import resource
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -315,8 +316,10 @@ class Trainer:
             return None
         from tqdm import tqdm
 
+        interactive = sys.stderr.isatty()
         return tqdm(
             total=total,
+            mininterval=0.5 if interactive else 60.0,  # a redirected log gets a line a minute, not a flood
             initial=self.images_shown,
             unit="img",
             unit_scale=True,
