@@ -21,8 +21,6 @@ from pggan.train_options import TrainOptions, check_resumable
 def find_resume_checkpoint(resume: str, options: TrainOptions) -> Path | None:
     """``RUN_DIR`` → its latest.pt; a file → itself; ``auto`` → the run's latest.pt if there is one."""
     if resume == "auto":
-        if options.run_name is None and options.data:
-            options = TrainOptions.from_dict({**options.to_dict(), "run_name": default_run_name(options)})
         candidate = Path(options.out) / (options.run_name or "") / "latest.pt"
         return candidate if options.run_name and candidate.is_file() else None
     path = Path(resume)
@@ -44,6 +42,8 @@ def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> tuple[Tra
     """Merge saved options (when resuming) with the explicitly given ones; return options, state, run dir."""
     given = {k: v for k, v in cli_values.items() if k in explicit}
     defaults = TrainOptions.from_dict({k: v for k, v in cli_values.items() if k != "resume"})
+    if defaults.run_name is None and defaults.data:
+        defaults.run_name = default_run_name(defaults)
     resume = cli_values.get("resume")
     checkpoint = find_resume_checkpoint(resume, defaults) if resume else None
     if checkpoint is None:
@@ -52,7 +52,6 @@ def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> tuple[Tra
             raise UserError("--data DATASET is required (or --resume RUN_DIR to continue a run)")
         if not options.resolution:
             raise UserError("--resolution is required (or --resume RUN_DIR to continue a run)")
-        options.run_name = options.run_name or default_run_name(options)
         run_dir = Path(options.out) / options.run_name
         if (run_dir / "latest.pt").exists():
             raise UserError(
