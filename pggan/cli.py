@@ -217,3 +217,21 @@ def swd_command(**options: Any) -> None:
     )
     click.echo(f"{report['num_images']} images per side at {report['resolution']}², seed {report['seed']}")
     click.echo(report["table"])
+
+
+# ---------------------------------------------------------------- pggan-import
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("pickle_file", metavar="FILE.pkl", type=click.Path())
+@click.option("--out", "out", type=click.Path(), required=True, help="The pggan checkpoint to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file at --out.")
+@_one_line_errors
+def import_command(pickle_file: str, out: str, overwrite: bool) -> None:
+    """Convert an official release network pickle (G, D, Gs) into a pggan checkpoint, without TensorFlow.
+
+    Nothing stored in the pickle is executed: only network variables are read.
+    """
+    from pggan.official import import_official
+
+    networks = import_official(pickle_file, out, overwrite=overwrite)
+    click.echo(networks.summary())
+    click.echo(f"wrote {out}")
