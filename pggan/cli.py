@@ -120,6 +120,23 @@ def prepare_command(**options: Any) -> None:
 @click.option("--fmap-max", type=int, default=512, show_default=True)
 @click.option("--latent-size", type=int, default=512, show_default=True)
 @click.option("--mbstd-group-size", type=int, default=4, show_default=True, help="0 disables minibatch stddev.")
+@click.option(
+    "--fused-downsample/--no-fused-downsample",
+    default=False,
+    show_default=True,
+    help="D pools before conv1's lrelu, as the official TF code's fused_scale.",
+)
+@click.option(
+    "--mbstd-strided/--no-mbstd-strided",
+    default=False,
+    show_default=True,
+    help="Minibatch-stddev groups of strided samples, as the official layer.",
+)
+@click.option(
+    "--init",
+    default=None,
+    help="Start from this checkpoint's networks (e.g. pggan-import's): fresh optimizers, schedule at its resolution.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--tick-kimg", type=float, default=None, help="kimg between log lines [default: official, per res].")
