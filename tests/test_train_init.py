@@ -126,3 +126,17 @@ def test_fused_downsample_critic_trains_and_is_part_of_the_architecture(tmp_path
     with pytest.raises(UserError, match="--fused-downsample"):
         check_resumable(TrainOptions.from_dict(state["options"]), tiny_options(tmp_path))
     assert torch.isfinite(torch.stack([p.norm() for p in d.parameters()])).all()
+
+
+def test_strided_critic_scores_reals_and_fakes_in_separate_groups():
+    from pggan.losses import d_loss
+    from pggan.networks import Discriminator
+    from pggan.train_step import CriticLoss
+
+    torch.manual_seed(0)
+    d = Discriminator(8, 3, fmap_base=32, fmap_max=8, mbstd_group_size=4, mbstd_strided=True)
+    reals, fakes, mix = torch.randn(8, 3, 8, 8), torch.randn(8, 3, 8, 8), torch.rand(8, 1, 1, 1)
+    loss, _ = CriticLoss(d, 8, fading=False)(reals, fakes, mix, 1.0)
+    separate, _ = d_loss(lambda x: d(x, 8, 1.0), reals, fakes, mix, joint=False)
+    joint, _ = d_loss(lambda x: d(x, 8, 1.0), reals, fakes, mix, joint=True)
+    assert torch.allclose(loss, separate, rtol=1e-5) and not torch.allclose(loss, joint, rtol=1e-5)
