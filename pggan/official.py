@@ -470,8 +470,16 @@ def import_official(
         raise UserError(f"{out} is a directory")
     networks = load_official(path)
     state = networks.checkpoint()
-    # Prove the dicts load into pggan's networks before anything is written.
-    Generator(**state["generator_config"]).load_state_dict(state["generator_ema"])
-    Discriminator(**state["discriminator_config"]).load_state_dict(state["discriminator"])
+    # Prove the dicts fit pggan's networks before anything is written (built on the meta device: no memory, no init).
+    with torch.device("meta"):
+        networks_to_fill = (
+            (Generator(**state["generator_config"]), ("generator", "generator_ema")),
+            (Discriminator(**state["discriminator_config"]), ("discriminator",)),
+        )
+    for net, keys in networks_to_fill:
+        expected = {name: tuple(value.shape) for name, value in net.state_dict().items()}
+        for key in keys:
+            if {name: tuple(value.shape) for name, value in state[key].items()} != expected:
+                raise AssertionError(f"converted {key} does not fit pggan's network")  # a bug, not bad input
     save_checkpoint(state, out)
     return networks

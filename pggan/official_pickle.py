@@ -14,6 +14,7 @@ string that nobody executes.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 from pathlib import Path
@@ -46,9 +47,13 @@ def _network_class(module: str) -> type:
     return type("NetworkState", (NetworkState,), {"module_name": module})
 
 
+class _NdarrayName:
+    """What ``numpy.ndarray`` unpickles to: a name for ``_reconstruct``, not a constructor a pickle could call."""
+
+
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     """numpy's ``_reconstruct``, limited to plain ndarrays (no subclass constructors run)."""
-    if subtype is not np.ndarray:
+    if not isinstance(subtype, _NdarrayName):
         raise pickle.UnpicklingError("array of a type other than numpy.ndarray")
     return np.ndarray.__new__(np.ndarray, shape, dtype)
 
@@ -67,16 +72,22 @@ def _frombuffer(buffer: Any, dtype: np.dtype, shape: Any, order: str) -> np.ndar
 
 
 def _allowed_global(module: str, name: str) -> Any:
+    """The object a pickle may name as ``module.name``, or None.
+
+    Functions and classes are handed out as fresh objects (partials, new
+    subclasses), so that a pickle's BUILD opcode, which may set attributes on
+    anything it has built, can never alter state shared with later loads.
+    """
     if (module, name) in NETWORK_CLASSES:
         return _network_class(module)
     if module in _NUMPY_MODULES and name == "_reconstruct":
-        return _reconstruct
+        return functools.partial(_reconstruct)
     if module in _NUMPY_MODULES and name == "scalar":
-        return _scalar
+        return functools.partial(_scalar)
     if module in _NUMPY_NUMERIC and name == "_frombuffer":
-        return _frombuffer
+        return functools.partial(_frombuffer)
     if module == "numpy" and name == "ndarray":
-        return np.ndarray
+        return _NdarrayName()
     if module == "numpy" and name == "dtype":
         return np.dtype
     return None
@@ -104,7 +115,9 @@ def read_official_pickle(path: str | os.PathLike[str]) -> Any:
             return RestrictedUnpickler(handle).load()
     except pickle.UnpicklingError as exc:
         raise UserError(f"{path} is not an official network pickle: {str(exc).strip()[:200]}") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as exc:
+    except Exception as exc:  # malformed opcodes, bad array states, absurd shapes, deep nesting: all bad input
+        if isinstance(exc, OSError):
+            raise
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, EOFError):
             reason = "the file ends early (truncated download?)"

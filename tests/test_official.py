@@ -184,6 +184,8 @@ def test_truncated_and_foreign_files_are_refused(tmp_path):
     (tmp_path / "list.pkl").write_bytes(pickle.dumps([1, 2]))
     refused(tmp_path, tmp_path / "list.pkl", "(G, D, Gs)")
     refused(tmp_path, tmp_path / "absent.pkl", "not found")
+    (tmp_path / "call.pkl").write_bytes(b"cnumpy\nndarray\n((I2\nttR.")  # numpy.ndarray((2,)) called directly
+    refused(tmp_path, tmp_path / "call.pkl", "call.pkl")
 
 
 @pytest.mark.parametrize(
@@ -231,7 +233,7 @@ OFFICIAL = os.environ.get("PGGAN_OFFICIAL_PKL")
 def test_real_official_file_generates_the_import_example_faces(tmp_path):
     state, output = import_file_real(tmp_path, Path(OFFICIAL))
     generator = build_generator(state)
-    latents = np.random.RandomState(1000).randn(1000, *[generator.latent_size])
+    latents = np.random.RandomState(1000).randn(1000, generator.latent_size)  # as import_example.py
     latents = latents[[477, 56, 83, 887, 583, 391, 86, 340, 341, 415]]
     with torch.no_grad():
         images = generator(torch.from_numpy(latents).float(), state["resolution"], state["alpha"])

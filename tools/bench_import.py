@@ -8,7 +8,7 @@ minibatch-stddev group 16 — and random weights (~277 MB, as
 that its peak memory is its own, runs ``pggan-import`` and ``pggan-sample
 --grid`` and prints time and peak RSS (plus one JSON line with ``--json``).
 
-    python tools/bench_import.py [--workdir /tmp/pggan-bench-import] [--rows 2 --cols 2] [--json]
+    python tools/bench_import.py [--workdir /tmp/pggan-bench-import] [--rows 4 --cols 4] [--json]
 """
 
 from __future__ import annotations
@@ -40,19 +40,19 @@ def build_file(path: Path) -> float:
 
 
 def child(step: str, args: list[str]) -> None:
-    """Run one step in this process and print its own time and peak RSS as JSON."""
+    """Run one step in this process and print its time, its own peak RSS and the RSS before it as JSON."""
+    from pggan.official import import_official
+    from pggan.sample import run_sample
+
+    baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Python + torch + pggan loaded
     start = time.perf_counter()
     if step == "import":
-        from pggan.official import import_official
-
         import_official(args[0], args[1], overwrite=True)
     else:
-        from pggan.sample import run_sample
-
         run_sample(args[0], grid=args[1], rows=int(args[2]), cols=int(args[3]), device="cpu", overwrite=True)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "rss_before_mb": baseline_mb}))
 
 
 def measure(step: str, *args: str) -> dict[str, float]:
@@ -74,8 +74,8 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pggan-bench-import"))
-    parser.add_argument("--rows", type=int, default=2)
-    parser.add_argument("--cols", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=4)
+    parser.add_argument("--cols", type=int, default=4)
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -103,11 +103,13 @@ def main() -> None:
     print(f"synthetic release file     {results['file_mb']:.0f} MB (1024x1024, paper widths, released layout)")
     print(
         f"pggan-import               {imp['seconds']:.1f} s ({imp['seconds_with_startup']:.1f} s with start-up), "
-        f"peak RSS {imp['peak_rss_mb']:.0f} MB -> {results['checkpoint_mb']:.0f} MB checkpoint"
+        f"peak RSS {imp['peak_rss_mb']:.0f} MB ({imp['rss_before_mb']:.0f} MB before: Python, torch, pggan) "
+        f"-> {results['checkpoint_mb']:.0f} MB checkpoint"
     )
     print(
         f"pggan-sample {args.rows}x{args.cols} grid     {smp['seconds']:.1f} s "
-        f"({smp['seconds_per_image']:.1f} s per 1024² image), peak RSS {smp['peak_rss_mb']:.0f} MB"
+        f"({smp['seconds_per_image']:.1f} s per 1024² image, load included), peak RSS {smp['peak_rss_mb']:.0f} MB "
+        f"({smp['rss_before_mb']:.0f} MB before)"
     )
     if args.json:
         print(json.dumps(results))
