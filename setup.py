@@ -35,6 +35,7 @@ setup(
             "pggan-train=pggan.cli:train_command",
             "pggan-sample=pggan.cli:sample_command",
             "pggan-swd=pggan.cli:swd_command",
+            "pggan-import=pggan.cli:import_command",
         ]
     },
 )

@@ -120,6 +120,23 @@ def prepare_command(**options: Any) -> None:
 @click.option("--fmap-max", type=int, default=512, show_default=True)
 @click.option("--latent-size", type=int, default=512, show_default=True)
 @click.option("--mbstd-group-size", type=int, default=4, show_default=True, help="0 disables minibatch stddev.")
+@click.option(
+    "--fused-downsample/--no-fused-downsample",
+    default=False,
+    show_default=True,
+    help="D pools before conv1's lrelu, as the official TF code's fused_scale.",
+)
+@click.option(
+    "--mbstd-strided/--no-mbstd-strided",
+    default=False,
+    show_default=True,
+    help="Minibatch-stddev groups of strided samples, as the official layer.",
+)
+@click.option(
+    "--init",
+    default=None,
+    help="Start from this checkpoint's networks (e.g. pggan-import's): fresh optimizers, schedule at its resolution.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--tick-kimg", type=float, default=None, help="kimg between log lines [default: official, per res].")
@@ -217,3 +234,21 @@ def swd_command(**options: Any) -> None:
     )
     click.echo(f"{report['num_images']} images per side at {report['resolution']}², seed {report['seed']}")
     click.echo(report["table"])
+
+
+# ---------------------------------------------------------------- pggan-import
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("pickle_file", metavar="FILE.pkl", type=click.Path())
+@click.option("--out", "out", type=click.Path(), required=True, help="The pggan checkpoint to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file at --out.")
+@_one_line_errors
+def import_command(pickle_file: str, out: str, overwrite: bool) -> None:
+    """Convert an official release network pickle (G, D, Gs) into a pggan checkpoint, without TensorFlow.
+
+    Nothing stored in the pickle is executed: only network variables are read.
+    """
+    from pggan.official import import_official
+
+    networks = import_official(pickle_file, out, overwrite=overwrite)
+    click.echo(networks.summary())
+    click.echo(f"wrote {out}")

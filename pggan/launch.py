@@ -42,9 +42,15 @@ def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> tuple[Tra
     """Merge saved options (when resuming) with the explicitly given ones; return options, state, run dir."""
     given = {k: v for k, v in cli_values.items() if k in explicit}
     defaults = TrainOptions.from_dict({k: v for k, v in cli_values.items() if k != "resume"})
+    resume = cli_values.get("resume")
+    if defaults.init:
+        if resume and resume != "auto":
+            raise UserError("--init starts a new run and --resume continues one: give only one of them")
+        from pggan.init_run import load_init_checkpoint, options_for_init
+
+        defaults = options_for_init(defaults, explicit, load_init_checkpoint(defaults.init))
     if defaults.run_name is None and defaults.data:
         defaults.run_name = default_run_name(defaults)
-    resume = cli_values.get("resume")
     checkpoint = find_resume_checkpoint(resume, defaults) if resume else None
     if checkpoint is None:
         options = defaults
@@ -112,11 +118,16 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
                 pin_memory=ctx.device.type == "cuda",
             )
 
-        trainer = Trainer(options, ctx, run_dir, channels, batch_source, resume_state=state)
+        init_state = None
+        if state is None and options.init:
+            from pggan.init_run import load_init_checkpoint
+
+            init_state = load_init_checkpoint(options.init)
+        trainer = Trainer(options, ctx, run_dir, channels, batch_source, resume_state=state, init_state=init_state)
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_options(run_dir, options)
-            action = "resuming" if state is not None else "starting"
+            action = "resuming" if state is not None else "starting" if init_state is None else "initialising"
             print(
                 f"{action} run {run_dir} at kimg {trainer.images_shown / 1000:.3f} on {ctx.device}"
                 f"{f' x{ctx.world_size}' if ctx.distributed else ''}"

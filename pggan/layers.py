@@ -171,17 +171,21 @@ class MinibatchStdDev(nn.Module):
     standard deviation over the group is averaged to a single number, which is
     broadcast to a constant (1, H, W) map for every member of the group.
 
-    Groups are *consecutive* samples (``x.reshape(-1, G, ...)``), whereas the
-    official release strides them (``x.reshape(G, -1, ...)``). Both are random
-    groupings of an i.i.d. minibatch; consecutive groups make a DDP rank's
-    contiguous shard form exactly the groups a single process would, so
-    multi-GPU training computes the same statistic as single-GPU training.
+    By default groups are *consecutive* samples (``x.reshape(-1, G, ...)``),
+    whereas the official release strides them (``x.reshape(G, -1, ...)``:
+    samples i, i + N/G, i + 2N/G, ... form a group). Both are random groupings
+    of an i.i.d. minibatch; consecutive groups make a DDP rank's contiguous
+    shard form exactly the groups a single process would, so multi-GPU training
+    computes the same statistic as single-GPU training. ``strided=True`` groups
+    as the official layer does, so that a discriminator imported from the
+    release (pggan-import) scores any batch exactly as it did there.
     """
 
-    def __init__(self, group_size: int = 4, eps: float = MBSTD_EPS) -> None:
+    def __init__(self, group_size: int = 4, eps: float = MBSTD_EPS, strided: bool = False) -> None:
         super().__init__()
         self.group_size = group_size
         self.eps = eps
+        self.strided = strided
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -191,15 +195,19 @@ class MinibatchStdDev(nn.Module):
                 f"minibatch stddev: batch size {n} is not divisible by the group size {group}; "
                 f"use a per-GPU batch that is a multiple of {group}"
             )
-        y = x.reshape(n // group, group, c, h, w).float()
-        y = y - y.mean(dim=1, keepdim=True)
-        std = torch.sqrt(y.square().mean(dim=1) + self.eps)  # (n/G, c, h, w)
-        std = std.mean(dim=(1, 2, 3)).to(x.dtype)  # (n/G,)
-        stat = std.repeat_interleave(group).reshape(n, 1, 1, 1).expand(n, 1, h, w)
+        member_dim = 0 if self.strided else 1
+        shape = (group, n // group, c, h, w) if self.strided else (n // group, group, c, h, w)
+        y = x.reshape(shape).float()
+        y = y - y.mean(dim=member_dim, keepdim=True)
+        std = torch.sqrt(y.square().mean(dim=member_dim) + self.eps)  # (n/G, c, h, w)
+        std = std.mean(dim=(1, 2, 3)).to(x.dtype)  # (n/G,): one statistic per group
+        # Sample k belongs to group k % (n/G) when strided, to group k // G otherwise.
+        std = std.repeat(group) if self.strided else std.repeat_interleave(group)
+        stat = std.reshape(n, 1, 1, 1).expand(n, 1, h, w)
         return torch.cat([x, stat], dim=1)
 
     def extra_repr(self) -> str:
-        return f"group_size={self.group_size}"
+        return f"group_size={self.group_size}" + (", strided" if self.strided else "")
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 
 from pggan.layers import (
     EqualizedConv2d,
+    EqualizedConv2dDown,
     EqualizedLinear,
     EqualizedUpConv2d,
     MinibatchStdDev,
@@ -178,25 +179,37 @@ class Generator(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """Halves the resolution: two 3×3 convs with lrelu, then 2×2 average pooling."""
+    """Halves the resolution: two 3×3 convs with lrelu, then 2×2 average pooling.
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    ``fused_downsample=True`` pools *before* conv1's lrelu instead, as the
+    official TF code's default ``fused_scale=True`` does (one stride-2 4×4 conv,
+    then bias and lrelu): another function, needed to run networks trained that
+    way (pggan-import), and cheaper. The parameters are the same either way.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, fused_downsample: bool = False) -> None:
         super().__init__()
+        self.fused_downsample = fused_downsample
         self.conv0 = EqualizedConv2d(in_channels, in_channels, 3)
-        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3)
+        if fused_downsample:
+            self.conv1: EqualizedConv2d = EqualizedConv2dDown(in_channels, out_channels, fused=True)
+        else:
+            self.conv1 = EqualizedConv2d(in_channels, out_channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # lrelu sits between conv1 and the pooling, so the conv + pool fusion would change the maths here.
         x = lrelu(self.conv0(x), inplace=True)
+        if self.fused_downsample:
+            return lrelu(self.conv1(x), inplace=True)
+        # lrelu sits between conv1 and the pooling, so the conv + pool fusion would change the maths here.
         return downsample2x(lrelu(self.conv1(x), inplace=True))
 
 
 class DiscriminatorFinalBlock(nn.Module):
     """4×4 → score: minibatch stddev, 3×3 conv, 4×4 dense, linear output (gain 1)."""
 
-    def __init__(self, in_channels: int, hidden: int, mbstd_group_size: int) -> None:
+    def __init__(self, in_channels: int, hidden: int, mbstd_group_size: int, mbstd_strided: bool = False) -> None:
         super().__init__()
-        self.mbstd = MinibatchStdDev(mbstd_group_size) if mbstd_group_size > 0 else None
+        self.mbstd = MinibatchStdDev(mbstd_group_size, strided=mbstd_strided) if mbstd_group_size > 0 else None
         extra = 1 if self.mbstd is not None else 0
         self.conv = EqualizedConv2d(in_channels + extra, in_channels, 3)
         self.dense = EqualizedLinear(in_channels * 16, hidden)
@@ -211,7 +224,12 @@ class DiscriminatorFinalBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Progressive critic: ``D(images, resolution, alpha) -> scores (N,)``, the mirror of :class:`Generator`."""
+    """Progressive critic: ``D(images, resolution, alpha) -> scores (N,)``, the mirror of :class:`Generator`.
+
+    ``fused_downsample`` (see :class:`DiscriminatorBlock`) and ``mbstd_strided``
+    (see :class:`~pggan.layers.MinibatchStdDev`) reproduce the official TF
+    code's variants, so that imported discriminators compute what they did there.
+    """
 
     def __init__(
         self,
@@ -220,6 +238,8 @@ class Discriminator(nn.Module):
         fmap_base: int = 8192,
         fmap_max: int = 512,
         mbstd_group_size: int = 4,
+        fused_downsample: bool = False,
+        mbstd_strided: bool = False,
     ) -> None:
         super().__init__()
         check_max_resolution(max_resolution)
@@ -230,16 +250,20 @@ class Discriminator(nn.Module):
         self.fmap_base = fmap_base
         self.fmap_max = fmap_max
         self.mbstd_group_size = mbstd_group_size
+        self.fused_downsample = bool(fused_downsample)
+        self.mbstd_strided = bool(mbstd_strided)
         resolutions = [2**k for k in range(2, int(math.log2(max_resolution)) + 1)]
         widths = [feature_maps(r, fmap_base, fmap_max) for r in resolutions]
         hidden = max(1, min(fmap_base, fmap_max))  # nf(0) in the official code
-        blocks: list[nn.Module] = [DiscriminatorFinalBlock(widths[0], hidden, mbstd_group_size)]
-        blocks += [DiscriminatorBlock(widths[i], widths[i - 1]) for i in range(1, len(resolutions))]
+        blocks: list[nn.Module] = [DiscriminatorFinalBlock(widths[0], hidden, mbstd_group_size, self.mbstd_strided)]
+        blocks += [
+            DiscriminatorBlock(widths[i], widths[i - 1], self.fused_downsample) for i in range(1, len(resolutions))
+        ]
         self.blocks = nn.ModuleList(blocks)
         self.from_rgb = nn.ModuleList([EqualizedConv2d(channels, w, 1) for w in widths])
 
     @property
-    def config(self) -> dict[str, int]:
+    def config(self) -> dict[str, int | bool]:
         """Constructor keyword arguments: enough to rebuild this network from a checkpoint."""
         return {
             "max_resolution": self.max_resolution,
@@ -247,6 +271,8 @@ class Discriminator(nn.Module):
             "fmap_base": self.fmap_base,
             "fmap_max": self.fmap_max,
             "mbstd_group_size": self.mbstd_group_size,
+            "fused_downsample": self.fused_downsample,
+            "mbstd_strided": self.mbstd_strided,
         }
 
     def forward(self, images: torch.Tensor, resolution: int, alpha: float | torch.Tensor = 1.0) -> torch.Tensor:

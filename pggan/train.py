@@ -94,6 +94,7 @@ class Trainer:
         batch_source: BatchSource,
         resume_state: dict[str, Any] | None = None,
         log: Callable[[str], None] = print,
+        init_state: dict[str, Any] | None = None,
     ) -> None:
         self.options = options
         self.ctx = ctx
@@ -106,7 +107,13 @@ class Trainer:
         torch.manual_seed(options.seed)  # identical initial weights on every rank
         generator = Generator(options.resolution, channels, options.latent_size, options.fmap_base, options.fmap_max)
         discriminator = Discriminator(
-            options.resolution, channels, options.fmap_base, options.fmap_max, options.mbstd_group_size
+            options.resolution,
+            channels,
+            options.fmap_base,
+            options.fmap_max,
+            options.mbstd_group_size,
+            fused_downsample=options.fused_downsample,
+            mbstd_strided=options.mbstd_strided,
         )
         generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
         memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
@@ -146,6 +153,10 @@ class Trainer:
         self.next_swd = self._swd_images()
         if resume_state is not None:
             self._restore(resume_state)
+        elif init_state is not None:
+            from pggan.init_run import apply_init
+
+            apply_init(self, init_state, channels)
         self.next_tick = max(self.next_tick, self.images_shown + 1) if self.images_shown else self._tick_images()
 
     # ------------------------------------------------------------------ schedule positions

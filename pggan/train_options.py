@@ -10,7 +10,15 @@ from typing import Any
 from pggan.errors import UserError
 
 #: Options that fix the networks' shapes: a checkpoint cannot be resumed with other values.
-ARCHITECTURE_OPTIONS = ("resolution", "fmap_base", "fmap_max", "latent_size", "mbstd_group_size")
+ARCHITECTURE_OPTIONS = (
+    "resolution",
+    "fmap_base",
+    "fmap_max",
+    "latent_size",
+    "mbstd_group_size",
+    "fused_downsample",
+    "mbstd_strided",
+)
 
 
 @dataclass
@@ -31,6 +39,9 @@ class TrainOptions:
     fmap_max: int = 512
     latent_size: int = 512
     mbstd_group_size: int = 4
+    fused_downsample: bool = False  # D pools before conv1's lrelu (the official TF code's fused_scale)
+    mbstd_strided: bool = False  # minibatch-stddev groups of strided samples, as the official layer
+    init: str | None = None  # start from this checkpoint's networks (pggan.init_run)
     seed: int = 0
     device: str = "auto"
     tick_kimg: float | None = None

@@ -69,8 +69,10 @@ class CriticLoss(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # Reals and fakes go through D as one batch when the minibatch-stddev groups of the joint batch are
         # exactly those of the two halves (same scores, one pass); otherwise in two calls, as the paper does.
+        # Strided groups (mbstd_strided) would mix reals with fakes in the joint batch.
         group = self.discriminator.mbstd_group_size
-        joint = group <= 0 or (reals.shape[0] >= group and reals.shape[0] % group == 0)
+        consecutive = not getattr(self.discriminator, "mbstd_strided", False)
+        joint = group <= 0 or (consecutive and reals.shape[0] >= group and reals.shape[0] % group == 0)
         return d_loss(lambda x: self.discriminator(x, self.resolution, alpha), reals, fakes, mix, joint=joint)
 
 
