@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pggan.layers import EqualizedConv2dDown, EqualizedUpConv2d
 from pggan.networks import Discriminator, Generator, feature_maps
-from pggan.schedule import OFFICIAL_BATCH_SIZES
+from pggan.presets import OFFICIAL
 from pggan.train_step import GanState, StepInputs, draw_step_noise, make_optimizer, train_step
 
 MATMUL_SIZE = 2048
@@ -157,7 +157,7 @@ def bench_row(args: argparse.Namespace, res: int, device: torch.device) -> Row:
     cuda = device.type == "cuda"
     channels_last = args.channels_last and cuda
     amp = args.amp and cuda
-    batch = args.batch or OFFICIAL_BATCH_SIZES[res]
+    batch = args.batch or OFFICIAL.tables[1].batch(res)
     alpha = args.alpha if res > 4 else 1.0
     fading = alpha < 1.0
     state = build_state(res, args.fmap_max, device, channels_last, args.compile, args.latent_size)
