@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pggan.defaults import LEARNING_RATE
 from pggan.resolutions import growth_resolutions, is_resolution
 
+
 @dataclass(frozen=True)
 class Phase:
     """One phase of training: a fade-in into ``resolution`` or a stable stretch at it.

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from pggan.checkpoint import atomic_write_bytes, network_state, save_checkpoint
+from pggan.defaults import TICK_KIMG
 from pggan.distributed import DistContext, all_reduce_sum
 from pggan.errors import UserError
 from pggan.networks import Discriminator, Generator
-from pggan.defaults import TICK_KIMG
 from pggan.presets import PRESETS
 from pggan.schedule import Phase, Schedule, parse_batch_schedule, parse_learning_rates
 from pggan.train_options import TrainOptions

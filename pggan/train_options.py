@@ -123,9 +123,9 @@ def upgrade_saved_options(values: dict[str, Any]) -> dict[str, Any]:
     values = dict(values)
     if values.get("total_kimg") is None and values.get("resolution"):
         phases = values["resolution"].bit_length() - 3  # fade-ins after 4x4
-        values["total_kimg"] = float(values.get("stable_kimg", 600.0)) * (phases + 1) + float(
-            values.get("fade_kimg", 600.0)
-        ) * phases
+        values["total_kimg"] = (
+            float(values.get("stable_kimg", 600.0)) * (phases + 1) + float(values.get("fade_kimg", 600.0)) * phases
+        )
     return values
 
 

@@ -66,9 +66,7 @@ def gp_image_scale(gp_space: str, resolution: int, max_resolution: int) -> float
 class CriticLoss(nn.Module):
     """The active part of D, whose forward returns the WGAN-GP + drift loss (the unit DDP wraps)."""
 
-    def __init__(
-        self, discriminator: Discriminator, resolution: int, fading: bool, gp_space: str = GP_SPACE
-    ) -> None:
+    def __init__(self, discriminator: Discriminator, resolution: int, fading: bool, gp_space: str = GP_SPACE) -> None:
         super().__init__()
         self.active = nn.ModuleList(discriminator.active_modules(resolution, 0.0 if fading else 1.0))
         object.__setattr__(self, "discriminator", discriminator)  # not a submodule: DDP must see only `active`
