@@ -196,7 +196,9 @@ class DiscriminatorFinalBlock(nn.Module):
 
     def __init__(self, in_channels: int, hidden: int, mbstd_group_size: int) -> None:
         super().__init__()
-        self.mbstd = MinibatchStdDev(mbstd_group_size) if mbstd_group_size > 0 else None
+        # As official D_paper (``if mbstd_group_size > 1``): a group of 1 (or 0) means no layer at all, not a
+        # constant channel.
+        self.mbstd = MinibatchStdDev(mbstd_group_size) if mbstd_group_size > 1 else None
         extra = 1 if self.mbstd is not None else 0
         self.conv = EqualizedConv2d(in_channels + extra, in_channels, 3)
         self.dense = EqualizedLinear(in_channels * 16, hidden)

@@ -79,7 +79,7 @@ class CriticLoss(nn.Module):
         # Reals and fakes go through D as one batch when the minibatch-stddev groups of the joint batch are
         # exactly those of the two halves (same scores, one pass); otherwise in two calls, as the paper does.
         group = self.discriminator.mbstd_group_size
-        joint = group <= 0 or (reals.shape[0] >= group and reals.shape[0] % group == 0)
+        joint = group <= 1 or (reals.shape[0] >= group and reals.shape[0] % group == 0)
         return d_loss(
             lambda x: self.discriminator(x, self.resolution, alpha),
             reals,
