@@ -11,7 +11,6 @@ a checkpoint's shape never changes while training grows.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
@@ -26,9 +25,15 @@ from pggan.layers import (
     pixel_norm,
     upsample2x,
 )
+from pggan.resolutions import (  # noqa: F401  (is_power_of_two: re-exported for callers of pggan.networks)
+    MAX_RESOLUTION,
+    MIN_RESOLUTION,
+    growth_resolutions,
+    is_power_of_two,
+    is_resolution,
+    stage_of,
+)
 
-MIN_RESOLUTION = 4
-MAX_RESOLUTION = 1024
 #: Generator blocks at or above this resolution run nearest-upsample + 3×3 conv as one stride-2 4×4
 #: transposed conv (the official release's ``fused_scale``): identical maths, 16/36 of the multiply-adds,
 #: and no upsampled tensor. On the CPU it pays from 16×16 up and loses at 8×8, where the 4×4 input is too
@@ -36,12 +41,8 @@ MAX_RESOLUTION = 1024
 FUSED_UPSAMPLE_MIN_RESOLUTION = 16
 
 
-def is_power_of_two(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0 and value & (value - 1) == 0
-
-
 def check_max_resolution(max_resolution: int) -> int:
-    if not is_power_of_two(max_resolution) or not MIN_RESOLUTION <= max_resolution <= MAX_RESOLUTION:
+    if not is_resolution(max_resolution):
         raise ValueError(
             f"max_resolution must be a power of two from {MIN_RESOLUTION} to {MAX_RESOLUTION}, got {max_resolution!r}"
         )
@@ -50,7 +51,7 @@ def check_max_resolution(max_resolution: int) -> int:
 
 def check_resolution_alpha(resolution: int, alpha: float | torch.Tensor, max_resolution: int) -> None:
     """Raise ValueError unless ``resolution`` is a trained power of two and ``alpha`` lies in [0, 1]."""
-    if not is_power_of_two(resolution) or not MIN_RESOLUTION <= resolution <= max_resolution:
+    if not is_resolution(resolution, high=max_resolution):
         raise ValueError(
             f"resolution must be a power of two from {MIN_RESOLUTION} to {max_resolution} "
             f"(this network's max_resolution), got {resolution!r}"
@@ -59,11 +60,6 @@ def check_resolution_alpha(resolution: int, alpha: float | torch.Tensor, max_res
         return  # checked by the caller; a .item() here would force a device sync every step
     if not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-
-
-def stage_of(resolution: int) -> int:
-    """Index of the block that produces ``resolution`` (0 for 4×4, 1 for 8×8, ...)."""
-    return int(math.log2(resolution)) - 2
 
 
 def feature_maps(resolution: int, fmap_base: int, fmap_max: int) -> int:
@@ -131,7 +127,7 @@ class Generator(nn.Module):
         self.latent_size = latent_size
         self.fmap_base = fmap_base
         self.fmap_max = fmap_max
-        resolutions = [2**k for k in range(2, int(math.log2(max_resolution)) + 1)]
+        resolutions = growth_resolutions(max_resolution)
         widths = [feature_maps(r, fmap_base, fmap_max) for r in resolutions]
         blocks: list[nn.Module] = [GeneratorInitialBlock(latent_size, widths[0])]
         blocks += [
@@ -232,7 +228,7 @@ class Discriminator(nn.Module):
         self.fmap_base = fmap_base
         self.fmap_max = fmap_max
         self.mbstd_group_size = mbstd_group_size
-        resolutions = [2**k for k in range(2, int(math.log2(max_resolution)) + 1)]
+        resolutions = growth_resolutions(max_resolution)
         widths = [feature_maps(r, fmap_base, fmap_max) for r in resolutions]
         hidden = max(1, min(fmap_base, fmap_max))  # nf(0) in the official code
         blocks: list[nn.Module] = [DiscriminatorFinalBlock(widths[0], hidden, mbstd_group_size)]

@@ -40,9 +40,9 @@ from pggan.pyramid import (
     PNG_COMPRESS_LEVEL,
     build_levels,
     check_resolution,
-    pyramid_resolutions,
     record_key,
 )
+from pggan.resolutions import growth_resolutions
 from pggan.storage_choice import choose_encodings
 
 CALIBRATION_IMAGES = 6
@@ -245,7 +245,7 @@ def prepare_dataset(
     _check_out(out, overwrite)
     items, skipped = list_images(list(sources))
     report = report_path_for(out)
-    resolutions = pyramid_resolutions(resolution)
+    resolutions = growth_resolutions(resolution)
 
     measurement: dict[str, Any] = {}
     if encoding is None:

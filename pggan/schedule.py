@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pggan.defaults import LEARNING_RATE
-from pggan.resolutions import growth_resolutions, is_resolution
+from pggan.resolutions import growth_resolutions, is_resolution, resolution_error
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Schedule:
         total_kimg: float | None = None,
     ) -> None:
         if not is_resolution(target_resolution):
-            raise ValueError(f"resolution must be a power of two from 4 to 1024, got {target_resolution}")
+            raise ValueError(resolution_error(target_resolution))
         if fade_kimg < 0 or stable_kimg < 0:
             raise ValueError("fade and stable kimg must be >= 0")
         self.target_resolution = target_resolution

@@ -17,6 +17,7 @@ from typing import Any
 from pggan import defaults
 from pggan.errors import UserError
 from pggan.presets import PRESETS, format_mapping, get_preset, resolve_batches, resolve_learning_rates
+from pggan.resolutions import growth_resolutions
 
 #: Options that fix the networks' shapes: a checkpoint cannot be resumed with other values.
 ARCHITECTURE_OPTIONS = ("resolution", "fmap_base", "fmap_max", "latent_size", "mbstd_group_size")
@@ -122,7 +123,7 @@ def upgrade_saved_options(values: dict[str, Any]) -> dict[str, Any]:
         return values
     values = dict(values)
     if values.get("total_kimg") is None and values.get("resolution"):
-        phases = values["resolution"].bit_length() - 3  # fade-ins after 4x4
+        phases = len(growth_resolutions(values["resolution"])) - 1  # fade-ins after 4x4
         values["total_kimg"] = (
             float(values.get("stable_kimg", 600.0)) * (phases + 1) + float(values.get("fade_kimg", 600.0)) * phases
         )

@@ -230,7 +230,7 @@ def compare(
     sides = [open_image_set(real), open_image_set(fake)]
     if resolution is None:
         resolution = min(side.native_resolution for side in sides)
-    swd.pyramid_resolutions(resolution)  # a clear error for sizes SWD cannot use
+    swd.swd_resolutions(resolution)  # a clear error for sizes SWD cannot use
     fixed = {side.channels for side in sides if side.channels is not None and side.kind != "folder"}
     if len(fixed) > 1:
         raise UserError(f"the two sides have different channel counts ({sorted(fixed)})")
