@@ -15,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from pggan import defaults
 from pggan.layers import (
     EqualizedConv2d,
     EqualizedLinear,
@@ -114,9 +115,9 @@ class Generator(nn.Module):
         self,
         max_resolution: int,
         channels: int = 3,
-        latent_size: int = 512,
-        fmap_base: int = 8192,
-        fmap_max: int = 512,
+        latent_size: int = defaults.LATENT_SIZE,
+        fmap_base: int = defaults.FMAP_BASE,
+        fmap_max: int = defaults.FMAP_MAX,
     ) -> None:
         super().__init__()
         check_max_resolution(max_resolution)
@@ -215,9 +216,9 @@ class Discriminator(nn.Module):
         self,
         max_resolution: int,
         channels: int = 3,
-        fmap_base: int = 8192,
-        fmap_max: int = 512,
-        mbstd_group_size: int = 4,
+        fmap_base: int = defaults.FMAP_BASE,
+        fmap_max: int = defaults.FMAP_MAX,
+        mbstd_group_size: int = defaults.MBSTD_GROUP_SIZE,
     ) -> None:
         super().__init__()
         check_max_resolution(max_resolution)

@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from pggan.defaults import SWD_IMAGES
 from pggan.distributed import resolve_device
 from pggan.errors import UserError
 from pggan.metrics import swd
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
-DEFAULT_NUM_IMAGES = 16384  # the paper's
+DEFAULT_NUM_IMAGES = SWD_IMAGES  # the paper's
 _SUBSET_STREAM = 0x5EED
 _LATENT_STREAM = 0x1A7E
 
