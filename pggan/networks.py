@@ -175,7 +175,11 @@ class Generator(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """Halves the resolution: two 3×3 convs with lrelu, then 2×2 average pooling."""
+    """Halves the resolution: two 3×3 convs with lrelu, then 2×2 average pooling.
+
+    lrelu before the pooling is the paper's order and the released CelebA-HQ network's; the TF release's
+    default (``fused_scale=True``, ``conv2d_downscale2d``) pools first and applies lrelu after.
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
