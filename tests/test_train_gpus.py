@@ -113,3 +113,32 @@ def test_paper_preset_trains_with_batches_14_6_3(tmp_path):
     assert batches == {4: {16}, 8: {16}, 16: {16}, 32: {16}, 64: {16}, 128: {16}, 256: {14}, 512: {6}, 1024: {3}}
     params = torch.cat([p.detach().flatten() for p in trainer.state.discriminator.parameters()])
     assert torch.isfinite(params).all()
+
+
+@pytest.mark.slow  # eight Python processes importing torch
+def test_readme_torchrun_command_with_eight_processes(tmp_path):
+    """``torchrun --nproc_per_node=8 -m pggan train --data D --resolution R``: default tables, 64 images each."""
+    import json
+    import subprocess
+    import sys
+
+    from pggan.prepare import prepare_dataset
+
+    repo = Path(__file__).resolve().parents[1]
+    data = tmp_path / "faces"
+    prepare_dataset([str(repo / "datasets" / "sample" / "lfw_subset")], data, resolution=16, workers=1, progress=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=8", "--master_port", str(free_port()),
+        "-m", "pggan", "train", "--data", str(data), "--resolution", "16", "--out", str(tmp_path / "runs"),
+        "--device", "cpu", "--workers", "0", "--fmap-base", "16", "--fmap-max", "4", "--latent-size", "4",
+        "--total-kimg", "1.024", "--no-tensorboard", "--grid-size", "1",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "global batch  4:512  8:256  16:128" in done.stdout
+    run_dir = tmp_path / "runs" / "faces-16"
+    options = json.loads((run_dir / "options.json").read_text())
+    assert options["processes"] == 8 and options["batch_schedule"] == "4:512,8:256,16:128"
+    ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    assert ticks[-1]["kimg"] == 1.024 and ticks[-1]["batch"] == 512
