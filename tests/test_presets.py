@@ -124,3 +124,14 @@ def test_resumed_schedule_is_kept_or_refused_in_one_line():
 def test_options_saved_before_presets_keep_their_meaning():
     old = {"resolution": 16, "fade_kimg": 1.0, "stable_kimg": 2.0, "total_kimg": None, "batch_schedule": "official"}
     assert upgrade_saved_options(old)["total_kimg"] == 2.0 + 2 * 3.0
+
+
+def test_cli_defaults_are_the_library_defaults():
+    """pggan-train's option defaults come from the same source as TrainOptions (pggan.defaults)."""
+    from pggan.cli import train_command
+
+    library = TrainOptions()
+    for param in train_command.params:
+        if param.name in ("resume", "help") or not hasattr(library, param.name):
+            continue
+        assert param.default == getattr(library, param.name), param.name
