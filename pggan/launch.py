@@ -93,7 +93,7 @@ def validate(options: TrainOptions, ctx: DistContext) -> int:
         raise UserError(f"the dataset {options.data} lacks the pyramid level(s) {missing}")
     if options.latent_size < 1 or options.fmap_base < 1 or options.fmap_max < 1:
         raise UserError("--latent-size, --fmap-base and --fmap-max must be positive")
-    check_batch_sizes(build_schedule(options), ctx.world_size, options.mbstd_group_size)
+    check_batch_sizes(build_schedule(options), ctx.world_size, options.mbstd_group_size, options.preset)
     return int(meta["channels"])
 
 

@@ -71,13 +71,13 @@ def build_schedule(options: TrainOptions) -> Schedule:
     )
 
 
-def check_batch_sizes(schedule: Schedule, world_size: int, mbstd_group_size: int) -> None:
+def check_batch_sizes(schedule: Schedule, world_size: int, mbstd_group_size: int, preset: str = "official") -> None:
     """Every batch of the run must split evenly over the ranks and into minibatch-stddev groups."""
     for resolution, batch in schedule.batch_sizes().items():
         if batch % world_size:
             raise UserError(
                 f"batch size {batch} at {resolution}x{resolution} is not divisible by the {world_size} processes: "
-                f"pass --batch-schedule official (the preset's batches for {world_size} processes) or "
+                f"pass --batch-schedule {preset} (the preset's batches for {world_size} processes) or "
                 "--batch-schedule RES:BATCH,... with batches divisible by the process count"
             )
         local = batch // world_size
@@ -125,7 +125,7 @@ class Trainer:
         self.batch_source = batch_source
         self.log = log if ctx.is_main else (lambda message: None)
         self.schedule = build_schedule(options)
-        check_batch_sizes(self.schedule, ctx.world_size, options.mbstd_group_size)
+        check_batch_sizes(self.schedule, ctx.world_size, options.mbstd_group_size, options.preset)
         device = ctx.device
         torch.manual_seed(options.seed)  # identical initial weights on every rank
         generator = Generator(options.resolution, channels, options.latent_size, options.fmap_base, options.fmap_max)
