@@ -38,6 +38,7 @@ from pggan import defaults
 from pggan.layers import EqualizedConv2dDown, EqualizedUpConv2d
 from pggan.networks import Discriminator, Generator, feature_maps
 from pggan.presets import OFFICIAL
+from pggan.resolutions import is_resolution
 from pggan.train_step import GanState, StepInputs, draw_step_noise, make_optimizer, train_step
 
 MATMUL_SIZE = 2048
@@ -256,7 +257,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     for res in args.res:
-        if res < 4 or res > 1024 or res & (res - 1):
+        if not is_resolution(res):
             parser.error(f"--res must be powers of two from 4 to 1024, got {res}")
     if not 0.0 <= args.alpha <= 1.0:
         parser.error(f"--alpha must lie in [0, 1], got {args.alpha}")
