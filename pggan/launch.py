@@ -125,7 +125,7 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_options(run_dir, trainer.options)
-            print(describe_schedule(trainer.options, trainer.schedule))
+            print(describe_schedule(trainer.options, trainer.schedule, ctx.world_size))
             action = "resuming" if state is not None else "starting"
             print(
                 f"{action} run {run_dir} at kimg {trainer.images_shown / 1000:.3f} on {ctx.device}"

@@ -89,14 +89,16 @@ def check_batch_sizes(schedule: Schedule, world_size: int, mbstd_group_size: int
             )
 
 
-def describe_schedule(options: TrainOptions, schedule: Schedule) -> str:
+def describe_schedule(options: TrainOptions, schedule: Schedule, world_size: int = 1) -> str:
     """The resolved schedule of a run, as printed when it starts (resolved options only)."""
+    resolved_for = options.processes or 1
+    running = "" if resolved_for == world_size else f", running on {world_size}"
     lrs = {p.resolution: p.learning_rate for p in schedule.phases}
     batches = "  ".join(f"{r}:{b}" for r, b in schedule.batch_sizes().items())
     rates = "  ".join(f"{r}:{lr:g}" for r, lr in lrs.items())
     return (
-        f"schedule (preset {options.preset}, {options.processes or 1} process"
-        f"{'es' if (options.processes or 1) > 1 else ''}): {options.fade_kimg:g}+{options.stable_kimg:g} kimg "
+        f"schedule (preset {options.preset}, resolved for {resolved_for} process"
+        f"{'es' if resolved_for > 1 else ''}{running}): {options.fade_kimg:g}+{options.stable_kimg:g} kimg "
         f"fade+stable per resolution, total {schedule.total_images / 1000:g} kimg\n"
         f"  global batch  {batches}\n"
         f"  learning rate {rates}\n"
