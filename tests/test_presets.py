@@ -135,3 +135,20 @@ def test_cli_defaults_are_the_library_defaults():
         if param.name in ("resume", "help") or not hasattr(library, param.name):
             continue
         assert param.default == getattr(library, param.name), param.name
+
+
+def test_tf32_is_an_explicit_choice_off_by_default():
+    """The official runs are float32; PyTorch's cuDNN default would be TF32 on Ampere+. The flag decides both."""
+    import torch
+
+    from pggan.train_step import configure_backend
+
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    try:
+        configure_backend(torch.device("cuda"), tf32=TrainOptions().tf32)
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        configure_backend(torch.device("cuda"), tf32=True)
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = saved
+    assert TrainOptions(resolution=8).resolved(1).to_dict()["tf32"] is False  # recorded in options.json
