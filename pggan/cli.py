@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from pggan import defaults
 from pggan.errors import UserError
 
 # Idle OpenMP threads sleep instead of spinning. On a busy machine (other jobs, data-loading workers) spinning
@@ -105,21 +106,31 @@ def prepare_command(**options: Any) -> None:
 @click.option("--out", type=click.Path(), default="checkpoints", show_default=True, help="Parent of run directories.")
 @click.option("--run-name", default=None, help="Run directory name [default: <dataset>-<resolution>].")
 @click.option("--resume", default=None, help="RUN_DIR, CHECKPOINT, or 'auto' (continue the run if it exists).")
-@click.option("--fade-kimg", type=float, default=600.0, show_default=True, help="Fade-in length per resolution.")
-@click.option("--stable-kimg", type=float, default=600.0, show_default=True, help="Stable length per resolution.")
-@click.option("--total-kimg", type=float, default=None, help="Stop here [default: end of the last stable phase].")
+@click.option(
+    "--preset",
+    type=click.Choice(["official", "paper"]),
+    default=defaults.PRESET,
+    show_default=True,
+    help="official: config.py's v2 presets per GPU count (600+600 kimg phases, 12,000 kimg); paper: the v1 preset "
+    "(800+800, 19,000 kimg, batch 16 then 14/6/3, stddev group 16). Every option below overrides it.",
+)
+@click.option("--fade-kimg", type=float, default=None, help="Fade-in length per resolution [default: preset].")
+@click.option("--stable-kimg", type=float, default=None, help="Stable length per resolution [default: preset].")
+@click.option("--total-kimg", type=float, default=None, help="Stop here [default: preset, 12,000 or 19,000].")
 @click.option(
     "--batch-schedule",
-    default="official",
-    show_default=True,
-    help="'official', 'paper' or RES:BATCH pairs like 4:16,8:16,... (global batch, all GPUs together).",
+    default=None,
+    help="RES:BATCH pairs like 4:16,8:16,... (global batch, all GPUs together), or 'official'/'paper' "
+    "[default: the preset's table for this many processes].",
 )
-@click.option("--lr", type=float, default=0.001, show_default=True, help="Adam learning rate of G and D.")
-@click.option("--lr-schedule", default="1024:0.0015", show_default=True, help="Per-resolution learning rates.")
-@click.option("--fmap-base", type=int, default=8192, show_default=True)
-@click.option("--fmap-max", type=int, default=512, show_default=True)
-@click.option("--latent-size", type=int, default=512, show_default=True)
-@click.option("--mbstd-group-size", type=int, default=4, show_default=True, help="0 disables minibatch stddev.")
+@click.option("--lr", type=float, default=defaults.LEARNING_RATE, show_default=True, help="Adam learning rate.")
+@click.option("--lr-schedule", default=None, help="Per-resolution learning rates RES:LR,... [default: preset].")
+@click.option("--fmap-base", type=int, default=defaults.FMAP_BASE, show_default=True)
+@click.option("--fmap-max", type=int, default=defaults.FMAP_MAX, show_default=True)
+@click.option("--latent-size", type=int, default=defaults.LATENT_SIZE, show_default=True)
+@click.option(
+    "--mbstd-group-size", type=int, default=None, help="0 or 1 disables minibatch stddev [default: preset, 4 or 16]."
+)
 @click.option(
     "--fused-downsample/--no-fused-downsample",
     default=False,
@@ -137,19 +148,38 @@ def prepare_command(**options: Any) -> None:
     default=None,
     help="Start from this checkpoint's networks (e.g. pggan-import's): fresh optimizers, schedule at its resolution.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--tick-kimg", type=float, default=None, help="kimg between log lines [default: official, per res].")
-@click.option("--snapshot-kimg", type=float, default=300.0, show_default=True, help="kimg between grids+checkpoints.")
+@click.option(
+    "--snapshot-kimg", type=float, default=defaults.SNAPSHOT_KIMG, show_default=True, help="kimg between snapshots."
+)
 @click.option("--swd-kimg", type=float, default=None, help="Evaluate SWD every K kimg [default: off].")
-@click.option("--swd-images", type=int, default=16384, show_default=True, help="Images per SWD evaluation.")
-@click.option("--mirror/--no-mirror", default=False, show_default=True, help="Random horizontal flips of reals.")
-@click.option("--ema-beta", type=float, default=0.999, show_default=True, help="EMA decay of G per step.")
+@click.option(
+    "--swd-images", type=int, default=defaults.SWD_IMAGES, show_default=True, help="Images per SWD evaluation."
+)
+@click.option("--mirror/--no-mirror", default=None, help="Random horizontal flips of reals [default: on].")
+@click.option("--ema-beta", type=float, default=defaults.EMA_BETA, show_default=True, help="EMA decay of G per step.")
 @click.option("--ema-kimg", type=float, default=None, help="EMA half-life in kimg (overrides --ema-beta).")
+@click.option(
+    "--gp-space",
+    type=click.Choice(list(defaults.GP_SPACES)),
+    default=defaults.GP_SPACE,
+    show_default=True,
+    help="Gradient penalty on the full-size images the official D sees, or on native-resolution pixels.",
+)
 @click.option("--amp/--no-amp", default=False, show_default=True, help="bf16 autocast on CUDA.")
+@click.option(
+    "--tf32/--no-tf32",
+    default=defaults.TF32,
+    show_default=True,
+    help="TF32 convolutions and matmuls on CUDA (faster on Ampere+; the official runs are float32).",
+)
 @click.option("--compile/--no-compile", "compile", default=False, show_default=True, help="torch.compile.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Data-loading processes per GPU.")
-@click.option("--grid-size", type=int, default=8, show_default=True, help="Snapshot grids are N×N.")
+@click.option(
+    "--workers", type=int, default=defaults.WORKERS, show_default=True, help="Data-loading processes per GPU."
+)
+@click.option("--grid-size", type=int, default=defaults.GRID_SIZE, show_default=True, help="Snapshot grids are N×N.")
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True)
 @click.pass_context
 @_one_line_errors

@@ -13,9 +13,16 @@ from typing import Any
 from pggan.checkpoint import load_checkpoint
 from pggan.distributed import DistContext, barrier, init_distributed, shutdown
 from pggan.errors import UserError
-from pggan.networks import is_power_of_two
-from pggan.train import Trainer, build_schedule, check_batch_sizes, install_stop_handlers, write_options
-from pggan.train_options import TrainOptions, check_resumable
+from pggan.resolutions import growth_resolutions, is_resolution
+from pggan.train import (
+    Trainer,
+    build_schedule,
+    check_batch_sizes,
+    describe_schedule,
+    install_stop_handlers,
+    write_options,
+)
+from pggan.train_options import TrainOptions, check_resumable, upgrade_saved_options
 
 
 def find_resume_checkpoint(resume: str, options: TrainOptions) -> Path | None:
@@ -68,7 +75,7 @@ def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> tuple[Tra
     state = load_checkpoint(checkpoint)
     if "options" not in state or "g_optimizer" not in state:
         raise UserError(f"{checkpoint} holds networks only, not a training state that can be resumed")
-    saved = TrainOptions.from_dict(state["options"])
+    saved = TrainOptions.from_dict(upgrade_saved_options(state["options"]))
     options = saved.merged({k: v for k, v in given.items() if k not in ("out", "run_name")})
     check_resumable(saved, options)
     return options, state, checkpoint.parent
@@ -78,7 +85,7 @@ def validate(options: TrainOptions, ctx: DistContext) -> int:
     """Check the dataset and the schedule; return the dataset's channel count."""
     from pggan.data import read_meta
 
-    if not is_power_of_two(options.resolution) or not 4 <= options.resolution <= 1024:
+    if not is_resolution(options.resolution):
         raise UserError(f"--resolution must be a power of two from 4 to 1024, got {options.resolution}")
     meta = read_meta(options.data)
     levels = sorted(int(r) for r in meta["resolutions"])
@@ -87,12 +94,12 @@ def validate(options: TrainOptions, ctx: DistContext) -> int:
             f"--resolution {options.resolution} is above the dataset's top level ({max(levels)}): "
             f"prepare {options.data} again with --resolution {options.resolution}"
         )
-    missing = [r for r in (2**k for k in range(2, options.resolution.bit_length())) if r not in levels]
+    missing = [r for r in growth_resolutions(options.resolution) if r not in levels]
     if missing:
         raise UserError(f"the dataset {options.data} lacks the pyramid level(s) {missing}")
     if options.latent_size < 1 or options.fmap_base < 1 or options.fmap_max < 1:
         raise UserError("--latent-size, --fmap-base and --fmap-max must be positive")
-    check_batch_sizes(build_schedule(options), ctx.world_size, options.mbstd_group_size)
+    check_batch_sizes(build_schedule(options), ctx.world_size, options.mbstd_group_size, options.preset)
     return int(meta["channels"])
 
 
@@ -101,6 +108,8 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
     options, state, run_dir = resolve_options(cli_values, explicit)
     ctx = init_distributed(options.device)
     try:
+        if is_resolution(options.resolution):
+            options = options.resolved(ctx.world_size)  # the preset's tables for this many processes
         channels = validate(options, ctx)
         from pggan.data import make_batch_loader
 
@@ -126,7 +135,8 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
         trainer = Trainer(options, ctx, run_dir, channels, batch_source, resume_state=state, init_state=init_state)
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_options(run_dir, options)
+            write_options(run_dir, trainer.options)
+            print(describe_schedule(trainer.options, trainer.schedule, ctx.world_size))
             action = "resuming" if state is not None else "starting" if init_state is None else "initialising"
             print(
                 f"{action} run {run_dir} at kimg {trainer.images_shown / 1000:.3f} on {ctx.device}"

@@ -74,9 +74,11 @@ def upsample_conv_weight(weight: torch.Tensor) -> torch.Tensor:
 def conv_downsample_weight(weight: torch.Tensor) -> torch.Tensor:
     """The 4×4 stride-2 ``conv2d`` kernel (padding 1) equal to this 3×3 conv followed by 2×2 average pooling.
 
-    Only exact when nothing non-linear sits between the conv and the pooling;
-    this project's discriminator applies lrelu *before* pooling (as the
-    official release's unfused path does), so its blocks cannot use it.
+    Only exact when nothing non-linear sits between the conv and the pooling.
+    This project's discriminator applies lrelu *before* pooling, the paper's
+    order and that of the released CelebA-HQ network (the TF code with
+    ``fused_scale=False``), so its blocks cannot use it; the TF release's
+    default ``fused_scale=True`` applies lrelu *after* the pooling instead.
     """
     w = F.pad(weight, (1, 1, 1, 1))
     return (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) * 0.25

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import torch
 
-GP_LAMBDA = 10.0
-GP_TARGET = 1.0
-DRIFT_EPSILON = 0.001
+from pggan.defaults import DRIFT_EPSILON, GP_LAMBDA, GP_TARGET
+
+__all__ = ["DRIFT_EPSILON", "GP_LAMBDA", "GP_TARGET", "d_loss", "g_loss", "gradient_penalty"]
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
 
@@ -25,12 +25,20 @@ def gradient_penalty(
     mix: torch.Tensor | None = None,
     gp_lambda: float = GP_LAMBDA,
     gp_target: float = GP_TARGET,
+    image_scale: float = 1.0,
 ) -> torch.Tensor:
-    """Per-sample ``λ/target² · (‖∇D(x̂)‖₂ − target)²`` at ``x̂ = x + u·(G(z) − x)``.
+    """Per-sample ``λ/target² · (‖∇D(x̂)‖₂ / f − target)²`` at ``x̂ = x + u·(G(z) − x)``, with f = ``image_scale``.
 
     ``mix`` holds one u ∈ [0, 1) per sample (drawn uniformly when None). The
     gradient is taken with ``create_graph=True`` so the penalty itself can be
     backpropagated into the critic's parameters (double backward).
+
+    ``image_scale`` f measures the gradient in the official release's image
+    space without building it. The official D always receives full-size
+    images: x̂ nearest-upsampled by f = max_resolution / resolution, which D
+    average-pools back by f. Each native pixel then becomes f² full-size pixels
+    whose gradient is the native one divided by f², so the full-size norm is
+    ``sqrt(f² · (g / f²)²) = g / f``. f = 1 is the penalty on native pixels.
     """
     if mix is None:
         mix = torch.rand(reals.shape[0], device=reals.device, dtype=torch.float32)
@@ -44,6 +52,8 @@ def gradient_penalty(
     if grad.dtype in (torch.float16, torch.bfloat16):
         grad = grad.float()  # the norm of a half-precision gradient loses the penalty's precision
     norms = grad.norm(dim=1)
+    if image_scale != 1.0:
+        norms = norms / image_scale
     return (norms - gp_target).square() * (gp_lambda / gp_target**2)
 
 
@@ -56,6 +66,7 @@ def d_loss(
     gp_target: float = GP_TARGET,
     drift: float = DRIFT_EPSILON,
     joint: bool = False,
+    image_scale: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Critic loss ``E[D(G(z))] − E[D(x)] + λ·GP + ε_drift·E[D(x)²]``.
 
@@ -73,7 +84,7 @@ def d_loss(
     else:
         real_scores = critic(reals).float().reshape(-1)
         fake_scores = critic(fakes.detach()).float().reshape(-1)
-    penalty = gradient_penalty(critic, reals, fakes, mix, gp_lambda, gp_target)
+    penalty = gradient_penalty(critic, reals, fakes, mix, gp_lambda, gp_target, image_scale)
     drift_term = real_scores.square() * drift
     loss = (fake_scores - real_scores + penalty + drift_term).mean()
     stats = {

@@ -11,11 +11,11 @@ a checkpoint's shape never changes while training grows.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
 
+from pggan import defaults
 from pggan.layers import (
     EqualizedConv2d,
     EqualizedConv2dDown,
@@ -27,9 +27,15 @@ from pggan.layers import (
     pixel_norm,
     upsample2x,
 )
+from pggan.resolutions import (  # noqa: F401  (is_power_of_two: re-exported for callers of pggan.networks)
+    MAX_RESOLUTION,
+    MIN_RESOLUTION,
+    growth_resolutions,
+    is_power_of_two,
+    is_resolution,
+    stage_of,
+)
 
-MIN_RESOLUTION = 4
-MAX_RESOLUTION = 1024
 #: Generator blocks at or above this resolution run nearest-upsample + 3×3 conv as one stride-2 4×4
 #: transposed conv (the official release's ``fused_scale``): identical maths, 16/36 of the multiply-adds,
 #: and no upsampled tensor. On the CPU it pays from 16×16 up and loses at 8×8, where the 4×4 input is too
@@ -37,12 +43,8 @@ MAX_RESOLUTION = 1024
 FUSED_UPSAMPLE_MIN_RESOLUTION = 16
 
 
-def is_power_of_two(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0 and value & (value - 1) == 0
-
-
 def check_max_resolution(max_resolution: int) -> int:
-    if not is_power_of_two(max_resolution) or not MIN_RESOLUTION <= max_resolution <= MAX_RESOLUTION:
+    if not is_resolution(max_resolution):
         raise ValueError(
             f"max_resolution must be a power of two from {MIN_RESOLUTION} to {MAX_RESOLUTION}, got {max_resolution!r}"
         )
@@ -51,7 +53,7 @@ def check_max_resolution(max_resolution: int) -> int:
 
 def check_resolution_alpha(resolution: int, alpha: float | torch.Tensor, max_resolution: int) -> None:
     """Raise ValueError unless ``resolution`` is a trained power of two and ``alpha`` lies in [0, 1]."""
-    if not is_power_of_two(resolution) or not MIN_RESOLUTION <= resolution <= max_resolution:
+    if not is_resolution(resolution, high=max_resolution):
         raise ValueError(
             f"resolution must be a power of two from {MIN_RESOLUTION} to {max_resolution} "
             f"(this network's max_resolution), got {resolution!r}"
@@ -60,11 +62,6 @@ def check_resolution_alpha(resolution: int, alpha: float | torch.Tensor, max_res
         return  # checked by the caller; a .item() here would force a device sync every step
     if not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-
-
-def stage_of(resolution: int) -> int:
-    """Index of the block that produces ``resolution`` (0 for 4×4, 1 for 8×8, ...)."""
-    return int(math.log2(resolution)) - 2
 
 
 def feature_maps(resolution: int, fmap_base: int, fmap_max: int) -> int:
@@ -119,9 +116,9 @@ class Generator(nn.Module):
         self,
         max_resolution: int,
         channels: int = 3,
-        latent_size: int = 512,
-        fmap_base: int = 8192,
-        fmap_max: int = 512,
+        latent_size: int = defaults.LATENT_SIZE,
+        fmap_base: int = defaults.FMAP_BASE,
+        fmap_max: int = defaults.FMAP_MAX,
     ) -> None:
         super().__init__()
         check_max_resolution(max_resolution)
@@ -132,7 +129,7 @@ class Generator(nn.Module):
         self.latent_size = latent_size
         self.fmap_base = fmap_base
         self.fmap_max = fmap_max
-        resolutions = [2**k for k in range(2, int(math.log2(max_resolution)) + 1)]
+        resolutions = growth_resolutions(max_resolution)
         widths = [feature_maps(r, fmap_base, fmap_max) for r in resolutions]
         blocks: list[nn.Module] = [GeneratorInitialBlock(latent_size, widths[0])]
         blocks += [
@@ -181,7 +178,8 @@ class Generator(nn.Module):
 class DiscriminatorBlock(nn.Module):
     """Halves the resolution: two 3×3 convs with lrelu, then 2×2 average pooling.
 
-    ``fused_downsample=True`` pools *before* conv1's lrelu instead, as the
+    lrelu before the pooling is the paper's order and the released CelebA-HQ network's (the default).
+    ``fused_downsample=True`` pools *before* conv1's bias and lrelu instead, as the
     official TF code's default ``fused_scale=True`` does (one stride-2 4×4 conv,
     then bias and lrelu): another function, needed to run networks trained that
     way (pggan-import), and cheaper. The parameters are the same either way.
@@ -209,7 +207,9 @@ class DiscriminatorFinalBlock(nn.Module):
 
     def __init__(self, in_channels: int, hidden: int, mbstd_group_size: int, mbstd_strided: bool = False) -> None:
         super().__init__()
-        self.mbstd = MinibatchStdDev(mbstd_group_size, strided=mbstd_strided) if mbstd_group_size > 0 else None
+        # As official D_paper (``if mbstd_group_size > 1``): a group of 1 (or 0) means no layer at all, not a
+        # constant channel.
+        self.mbstd = MinibatchStdDev(mbstd_group_size, strided=mbstd_strided) if mbstd_group_size > 1 else None
         extra = 1 if self.mbstd is not None else 0
         self.conv = EqualizedConv2d(in_channels + extra, in_channels, 3)
         self.dense = EqualizedLinear(in_channels * 16, hidden)
@@ -235,9 +235,9 @@ class Discriminator(nn.Module):
         self,
         max_resolution: int,
         channels: int = 3,
-        fmap_base: int = 8192,
-        fmap_max: int = 512,
-        mbstd_group_size: int = 4,
+        fmap_base: int = defaults.FMAP_BASE,
+        fmap_max: int = defaults.FMAP_MAX,
+        mbstd_group_size: int = defaults.MBSTD_GROUP_SIZE,
         fused_downsample: bool = False,
         mbstd_strided: bool = False,
     ) -> None:
@@ -252,7 +252,7 @@ class Discriminator(nn.Module):
         self.mbstd_group_size = mbstd_group_size
         self.fused_downsample = bool(fused_downsample)
         self.mbstd_strided = bool(mbstd_strided)
-        resolutions = [2**k for k in range(2, int(math.log2(max_resolution)) + 1)]
+        resolutions = growth_resolutions(max_resolution)
         widths = [feature_maps(r, fmap_base, fmap_max) for r in resolutions]
         hidden = max(1, min(fmap_base, fmap_max))  # nf(0) in the official code
         blocks: list[nn.Module] = [DiscriminatorFinalBlock(widths[0], hidden, mbstd_group_size, self.mbstd_strided)]

@@ -34,14 +34,15 @@ from pggan.image_sources import ImageItem, SkipImage, list_images, load_square, 
 from pggan.pyramid import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    LEVEL_RULE,
     MAP_SIZE,
     META_KEY,
     PNG_COMPRESS_LEVEL,
     build_levels,
     check_resolution,
-    pyramid_resolutions,
     record_key,
 )
+from pggan.resolutions import growth_resolutions
 from pggan.storage_choice import choose_encodings
 
 CALIBRATION_IMAGES = 6
@@ -244,7 +245,7 @@ def prepare_dataset(
     _check_out(out, overwrite)
     items, skipped = list_images(list(sources))
     report = report_path_for(out)
-    resolutions = pyramid_resolutions(resolution)
+    resolutions = growth_resolutions(resolution)
 
     measurement: dict[str, Any] = {}
     if encoding is None:
@@ -309,13 +310,14 @@ def prepare_dataset(
                 "key_format": "{resolution:04d}-{index:08d}",
                 "bytes_per_level": {str(r): bytes_per_level[r] for r in resolutions},
                 "encoding_measurement": measurement,
+                "level_rule": LEVEL_RULE,
                 "source": {
                     "sources": [str(Path(s).expanduser().absolute()) for s in sources],
                     "files_considered": len(items),
                     "files_skipped": len(skipped),
                     "min_size": min_size,
                     "top_level": "EXIF orientation, centre crop, Lanczos resize",
-                    "lower_levels": "2x2 box filter of the level above, rounded half up",
+                    "lower_levels": "2x2 means of the unrounded float level above, each level rounded with np.rint",
                 },
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "pggan_version": __version__,

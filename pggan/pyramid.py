@@ -23,12 +23,11 @@ import numpy as np
 from PIL import Image
 
 from pggan.errors import UserError
+from pggan.resolutions import MAX_RESOLUTION, MIN_RESOLUTION, growth_resolutions, is_resolution
 
 FORMAT_NAME = "pggan-pyramid"
 FORMAT_VERSION = 1
 META_KEY = b"meta"
-MIN_RESOLUTION = 4
-MAX_RESOLUTION = 1024
 ENCODINGS = ("raw", "png")
 PNG_COMPRESS_LEVEL = 4  # measured: same size as level 6-9 on photos at half the encode time, fastest decode
 MAP_SIZE = 1 << 40  # 1 TiB of address space; LMDB files are sparse, so this costs nothing on disk
@@ -41,42 +40,58 @@ def record_key(resolution: int, index: int) -> bytes:
 
 def check_resolution(resolution: int) -> int:
     """Return ``resolution`` if it is a power of two in 4..1024, else raise UserError."""
-    if (
-        not isinstance(resolution, int)
-        or resolution < MIN_RESOLUTION
-        or resolution > MAX_RESOLUTION
-        or resolution & (resolution - 1)
-    ):
+    if not is_resolution(resolution):
         raise UserError(f"resolution must be a power of two from {MIN_RESOLUTION} to {MAX_RESOLUTION}: {resolution}")
     return resolution
 
 
-def pyramid_resolutions(top: int) -> list[int]:
-    """All levels of a pyramid with top level ``top``, smallest first: [4, 8, ..., top]."""
-    check_resolution(top)
-    return [1 << k for k in range(2, top.bit_length())]
+#: How the lower levels are made (the meta record's ``level_rule``). ``float-rint`` is the official
+#: dataset_tool.py: each level is the 2×2 mean of the *unrounded* float level above, and every level is
+#: quantised on its own with ``np.rint`` (half to even) and clipped. ``uint8-half-up`` is what pggan made
+#: before (each level the 2×2 mean of the *rounded* level above, rounded half up); such datasets still load.
+LEVEL_RULES = ("float-rint", "uint8-half-up")
+LEVEL_RULE = "float-rint"
+LEGACY_LEVEL_RULE = "uint8-half-up"
 
 
 def box_downsample(image: np.ndarray) -> np.ndarray:
-    """Halve an (H, W, C) uint8 image with a 2×2 box filter.
-
-    Each output pixel is the mean of a 2×2 block, rounded half up, as the paper's
-    dataset tool does; integer arithmetic keeps it exact and reproducible.
-    """
+    """Halve an (H, W, C) uint8 image with a 2×2 box filter, rounded half up (the ``uint8-half-up`` rule)."""
     h, w, c = image.shape
     blocks = image.reshape(h // 2, 2, w // 2, 2, c).astype(np.uint16)
     total = blocks[:, 0, :, 0] + blocks[:, 0, :, 1] + blocks[:, 1, :, 0] + blocks[:, 1, :, 1]
     return ((total + 2) >> 2).astype(np.uint8)
 
 
-def build_levels(top: np.ndarray) -> dict[int, np.ndarray]:
+def box_mean(image: np.ndarray) -> np.ndarray:
+    """The 2×2 mean of an (H, W, C) float32 image, summed in dataset_tool.py's order and kept unrounded.
+
+    Exact in float32 for every level from 1024 down to 4: level k below the top holds multiples of 4^-k up
+    to 255, which need 8 + 2k ≤ 24 bits of mantissa.
+    """
+    return (image[0::2, 0::2] + image[0::2, 1::2] + image[1::2, 0::2] + image[1::2, 1::2]) * np.float32(0.25)
+
+
+def build_levels(top: np.ndarray, rule: str = LEVEL_RULE) -> dict[int, np.ndarray]:
     """The whole pyramid (HWC uint8 arrays) from the top-level image, keyed by resolution."""
+    if rule not in LEVEL_RULES:
+        raise ValueError(f"unknown level rule {rule!r}")
     levels = {top.shape[0]: top}
-    current = top
-    while current.shape[0] > MIN_RESOLUTION:
-        current = box_downsample(current)
-        levels[current.shape[0]] = current
+    if rule == LEGACY_LEVEL_RULE:
+        current = top
+        while current.shape[0] > MIN_RESOLUTION:
+            current = box_downsample(current)
+            levels[current.shape[0]] = current
+        return levels
+    exact = top.astype(np.float32)
+    while exact.shape[0] > MIN_RESOLUTION:
+        exact = box_mean(exact)
+        levels[exact.shape[0]] = np.rint(exact).clip(0, 255).astype(np.uint8)
     return levels
+
+
+def level_rule(meta: dict[str, Any]) -> str:
+    """The rule that built a dataset's lower levels (datasets from before the field: the legacy rule)."""
+    return str(meta.get("level_rule", LEGACY_LEVEL_RULE))
 
 
 def encode_record(image: np.ndarray, encoding: str) -> bytes:
@@ -150,9 +165,10 @@ def validate_meta(meta: Any, where: str) -> dict[str, Any]:
     if (
         count < 1
         or channels not in (1, 3)
-        or resolutions != pyramid_resolutions(max(resolutions, default=4))
+        or resolutions != growth_resolutions(check_resolution(max(resolutions, default=4)))
         or set(encoding) != set(resolutions)
         or any(e not in ENCODINGS for e in encoding.values())
+        or level_rule(meta) not in LEVEL_RULES
     ):
         raise UserError(f"{where} has a damaged meta record")
     return meta

@@ -9,19 +9,10 @@ stable phase (at the target resolution) lasts until ``total_kimg``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-#: Minibatch size per resolution of the official release (celebahq config), summed over all GPUs.
-OFFICIAL_BATCH_SIZES: dict[int, int] = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
-#: The paper's original schedule (appendix A.1): 16 up to 128×128, then 14, 6 and 3.
-PAPER_BATCH_SIZES: dict[int, int] = {4: 16, 8: 16, 16: 16, 32: 16, 64: 16, 128: 16, 256: 14, 512: 6, 1024: 3}
-BATCH_PRESETS: dict[str, dict[int, int]] = {"official": OFFICIAL_BATCH_SIZES, "paper": PAPER_BATCH_SIZES}
-#: Learning rate of both networks; the official release raises it to 0.0015 at 1024×1024.
-DEFAULT_LEARNING_RATE = 0.001
-OFFICIAL_LEARNING_RATES: dict[int, float] = {1024: 0.0015}
-#: kimg between progress ticks (log line, stats, grid) in the official release.
-OFFICIAL_TICK_KIMG: dict[int, float] = {4: 160, 8: 140, 16: 120, 32: 100, 64: 80, 128: 60, 256: 40, 512: 20, 1024: 10}
+from pggan.defaults import LEARNING_RATE
+from pggan.resolutions import growth_resolutions, is_resolution, resolution_error
 
 
 @dataclass(frozen=True)
@@ -47,10 +38,12 @@ class Phase:
 
 
 def parse_batch_schedule(spec: str) -> dict[int, int]:
-    """``"official"``, ``"paper"`` or ``"4:16,8:16,..."`` → {resolution: batch}. Raises ValueError when unreadable."""
+    """``"4:16,8:16,..."`` → {resolution: batch}. Raises ValueError when unreadable.
+
+    The preset names (``official``, ``paper``) depend on the number of processes: ``TrainOptions.resolved``
+    turns them into pairs first.
+    """
     spec = spec.strip()
-    if spec in BATCH_PRESETS:
-        return dict(BATCH_PRESETS[spec])
     return {res: int(value) for res, value in _parse_mapping(spec, "batch schedule", int).items()}
 
 
@@ -69,7 +62,7 @@ def _parse_mapping(spec: str, what: str, kind: type) -> dict:
             raise ValueError(
                 f"unreadable {what} {spec!r}: expected RES:VALUE pairs separated by commas, like 4:16,8:16"
             ) from None
-        if res < 4 or res & (res - 1) or not value > 0:
+        if not is_resolution(res) or not value > 0:
             raise ValueError(f"unreadable {what} {spec!r}: {item!r} needs a power-of-two resolution and a value > 0")
         result[res] = value
     return result
@@ -85,19 +78,24 @@ class Schedule:
         stable_kimg: float = 600,
         batch_sizes: dict[int, int] | None = None,
         learning_rates: dict[int, float] | None = None,
-        base_learning_rate: float = DEFAULT_LEARNING_RATE,
+        base_learning_rate: float = LEARNING_RATE,
         total_kimg: float | None = None,
     ) -> None:
-        if target_resolution < 4 or target_resolution & (target_resolution - 1):
-            raise ValueError(f"resolution must be a power of two >= 4, got {target_resolution}")
+        if not is_resolution(target_resolution):
+            raise ValueError(resolution_error(target_resolution))
         if fade_kimg < 0 or stable_kimg < 0:
             raise ValueError("fade and stable kimg must be >= 0")
         self.target_resolution = target_resolution
         self.fade_images = round(fade_kimg * 1000)
         self.stable_images = round(stable_kimg * 1000)
-        batch_sizes = OFFICIAL_BATCH_SIZES if batch_sizes is None else batch_sizes
-        learning_rates = OFFICIAL_LEARNING_RATES if learning_rates is None else learning_rates
-        resolutions = [2**k for k in range(2, int(math.log2(target_resolution)) + 1)]
+        if batch_sizes is None or learning_rates is None:
+            from pggan.presets import OFFICIAL, resolve_batches, resolve_learning_rates
+
+            if batch_sizes is None:  # the official one-GPU table
+                batch_sizes = resolve_batches(OFFICIAL, target_resolution, 1, OFFICIAL.mbstd_group_size)
+            if learning_rates is None:
+                learning_rates = resolve_learning_rates(OFFICIAL, 1)
+        resolutions = growth_resolutions(target_resolution)
         missing = [r for r in resolutions if r not in batch_sizes]
         if missing:
             raise ValueError(f"the batch schedule has no batch size for resolution(s) {missing}")

@@ -23,10 +23,12 @@ from typing import Any
 import torch
 
 from pggan.checkpoint import atomic_write_bytes, network_state, save_checkpoint
+from pggan.defaults import TICK_KIMG
 from pggan.distributed import DistContext, all_reduce_sum
 from pggan.errors import UserError
 from pggan.networks import Discriminator, Generator
-from pggan.schedule import OFFICIAL_TICK_KIMG, Phase, Schedule, parse_batch_schedule, parse_learning_rates
+from pggan.presets import PRESETS
+from pggan.schedule import Phase, Schedule, parse_batch_schedule, parse_learning_rates
 from pggan.train_options import TrainOptions
 from pggan.train_step import (
     GanState,
@@ -55,6 +57,9 @@ def kimg_label(images: int) -> str:
 
 
 def build_schedule(options: TrainOptions) -> Schedule:
+    """The run's schedule; options still naming a preset are resolved for ``options.processes`` (or one)."""
+    if options.batch_schedule is None or options.batch_schedule.strip() in PRESETS or options.lr_schedule is None:
+        options = options.resolved(options.processes or 1)
     return Schedule(
         options.resolution,
         fade_kimg=options.fade_kimg,
@@ -66,20 +71,40 @@ def build_schedule(options: TrainOptions) -> Schedule:
     )
 
 
-def check_batch_sizes(schedule: Schedule, world_size: int, mbstd_group_size: int) -> None:
+def check_batch_sizes(schedule: Schedule, world_size: int, mbstd_group_size: int, preset: str = "official") -> None:
     """Every batch of the run must split evenly over the ranks and into minibatch-stddev groups."""
     for resolution, batch in schedule.batch_sizes().items():
         if batch % world_size:
             raise UserError(
-                f"batch size {batch} at {resolution}x{resolution} is not divisible by the {world_size} processes"
+                f"batch size {batch} at {resolution}x{resolution} is not divisible by the {world_size} processes: "
+                f"pass --batch-schedule {preset} (the preset's batches for {world_size} processes) or "
+                "--batch-schedule RES:BATCH,... with batches divisible by the process count"
             )
         local = batch // world_size
         group = min(mbstd_group_size, local)
-        if group > 0 and local % group:
+        if group > 1 and local % group:
             raise UserError(
                 f"batch size {local} per process at {resolution}x{resolution} is not divisible by the "
                 f"minibatch-stddev group size {group}: change --batch-schedule or --mbstd-group-size"
             )
+
+
+def describe_schedule(options: TrainOptions, schedule: Schedule, world_size: int = 1) -> str:
+    """The resolved schedule of a run, as printed when it starts (resolved options only)."""
+    resolved_for = options.processes or 1
+    running = "" if resolved_for == world_size else f", running on {world_size}"
+    lrs = {p.resolution: p.learning_rate for p in schedule.phases}
+    batches = "  ".join(f"{r}:{b}" for r, b in schedule.batch_sizes().items())
+    rates = "  ".join(f"{r}:{lr:g}" for r, lr in lrs.items())
+    return (
+        f"schedule (preset {options.preset}, resolved for {resolved_for} process"
+        f"{'es' if resolved_for > 1 else ''}{running}): {options.fade_kimg:g}+{options.stable_kimg:g} kimg "
+        f"fade+stable per resolution, total {schedule.total_images / 1000:g} kimg\n"
+        f"  global batch  {batches}\n"
+        f"  learning rate {rates}\n"
+        f"  minibatch-stddev group {options.mbstd_group_size}, mirror {'on' if options.mirror else 'off'}, "
+        f"gradient penalty in {options.gp_space} image space, TF32 {'on' if options.tf32 else 'off'}"
+    )
 
 
 class Trainer:
@@ -96,13 +121,14 @@ class Trainer:
         log: Callable[[str], None] = print,
         init_state: dict[str, Any] | None = None,
     ) -> None:
+        options = options.resolved(ctx.world_size)
         self.options = options
         self.ctx = ctx
         self.run_dir = Path(run_dir)
         self.batch_source = batch_source
         self.log = log if ctx.is_main else (lambda message: None)
         self.schedule = build_schedule(options)
-        check_batch_sizes(self.schedule, ctx.world_size, options.mbstd_group_size)
+        check_batch_sizes(self.schedule, ctx.world_size, options.mbstd_group_size, options.preset)
         device = ctx.device
         torch.manual_seed(options.seed)  # identical initial weights on every rank
         generator = Generator(options.resolution, channels, options.latent_size, options.fmap_base, options.fmap_max)
@@ -129,6 +155,8 @@ class Trainer:
             device=device,
             ddp=ctx.distributed,
             compile=options.compile,
+            gp_space=options.gp_space,
+            tf32=options.tf32,
         )
         self.noise = torch.Generator().manual_seed(options.seed)
         self.grid_latents = torch.randn(
@@ -162,7 +190,7 @@ class Trainer:
     # ------------------------------------------------------------------ schedule positions
     def _tick_images(self) -> int:
         resolution = self.schedule.phase_at(self.images_shown).resolution
-        kimg = self.options.tick_kimg or OFFICIAL_TICK_KIMG.get(resolution, 10)
+        kimg = self.options.tick_kimg or TICK_KIMG.get(resolution, 10)
         return self.images_shown + max(1, round(kimg * 1000))
 
     def _swd_images(self) -> int | None:

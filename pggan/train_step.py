@@ -20,13 +20,10 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from pggan.defaults import ADAM_BETAS, ADAM_EPS, GP_SPACE, GP_SPACES, TF32
 from pggan.layers import downsample2x, upsample2x
 from pggan.losses import d_loss, g_loss
 from pggan.networks import Discriminator, Generator, stage_of
-
-ADAM_BETAS = (0.0, 0.99)
-ADAM_EPS = 1e-8
-EMA_BETA = 0.999
 
 
 def make_optimizer(module: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -55,14 +52,26 @@ def blend_reals(reals: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.lerp(upsample2x(downsample2x(reals)), reals, alpha)
 
 
+def gp_image_scale(gp_space: str, resolution: int, max_resolution: int) -> float:
+    """The factor f by which the gradient penalty divides the native gradient norm (see ``gradient_penalty``).
+
+    ``"official"``: f = max_resolution / resolution, the official D's full-size image space, where the
+    target norm 1 is reached at native norm f; ``"native"``: f = 1.
+    """
+    if gp_space not in GP_SPACES:
+        raise ValueError(f"gp_space must be one of {', '.join(GP_SPACES)}, got {gp_space!r}")
+    return max_resolution / resolution if gp_space == "official" else 1.0
+
+
 class CriticLoss(nn.Module):
     """The active part of D, whose forward returns the WGAN-GP + drift loss (the unit DDP wraps)."""
 
-    def __init__(self, discriminator: Discriminator, resolution: int, fading: bool) -> None:
+    def __init__(self, discriminator: Discriminator, resolution: int, fading: bool, gp_space: str = GP_SPACE) -> None:
         super().__init__()
         self.active = nn.ModuleList(discriminator.active_modules(resolution, 0.0 if fading else 1.0))
         object.__setattr__(self, "discriminator", discriminator)  # not a submodule: DDP must see only `active`
         self.resolution = resolution
+        self.gp_image_scale = gp_image_scale(gp_space, resolution, discriminator.max_resolution)
 
     def forward(
         self, reals: torch.Tensor, fakes: torch.Tensor, mix: torch.Tensor, alpha: float | torch.Tensor
@@ -72,8 +81,15 @@ class CriticLoss(nn.Module):
         # Strided groups (mbstd_strided) would mix reals with fakes in the joint batch.
         group = self.discriminator.mbstd_group_size
         consecutive = not getattr(self.discriminator, "mbstd_strided", False)
-        joint = group <= 0 or (consecutive and reals.shape[0] >= group and reals.shape[0] % group == 0)
-        return d_loss(lambda x: self.discriminator(x, self.resolution, alpha), reals, fakes, mix, joint=joint)
+        joint = group <= 1 or (consecutive and reals.shape[0] >= group and reals.shape[0] % group == 0)
+        return d_loss(
+            lambda x: self.discriminator(x, self.resolution, alpha),
+            reals,
+            fakes,
+            mix,
+            joint=joint,
+            image_scale=self.gp_image_scale,
+        )
 
 
 class GeneratorLoss(nn.Module):
@@ -108,11 +124,13 @@ class GanState:
     generator_loss: nn.Module | None = field(default=None, repr=False)
     g_params: list[torch.Tensor] = field(default_factory=list, repr=False)
     compile: bool = False
+    gp_space: str = GP_SPACE
+    tf32: bool = TF32
     ema_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = field(default=None, repr=False)
     fakes_forward: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        configure_backend(self.device)
+        configure_backend(self.device, self.tf32)
         self.fakes_forward = self.generator
         if self.compile:
             # Enough cache entries for every (resolution, fading) phase of a 4 → 1024 run.
@@ -126,7 +144,7 @@ class GanState:
         backward) is compiled; the critic view is not, because its gradient
         penalty needs a double backward, which torch.compile does not support.
         """
-        critic = CriticLoss(self.discriminator, resolution, fading)
+        critic = CriticLoss(self.discriminator, resolution, fading, self.gp_space)
         gen = GeneratorLoss(self.generator, self.discriminator, resolution, fading)
         self.g_params = [p for p in gen.parameters()]
         self.ema_pairs = ema_parameter_pairs(self.generator_ema, self.generator, resolution)
@@ -144,10 +162,16 @@ class GanState:
         self.g_params = []
 
 
-def configure_backend(device: torch.device) -> None:
-    """cuDNN autotuning on CUDA (shapes are fixed within a phase); nothing to do on the CPU."""
+def configure_backend(device: torch.device, tf32: bool = TF32) -> None:
+    """cuDNN autotuning on CUDA (shapes are fixed within a phase) and the TF32 choice; nothing on the CPU.
+
+    PyTorch runs cuDNN convolutions in TF32 on Ampere and later by default (10-bit mantissa); the
+    official runs are float32, so TF32 is off for convolutions and matmuls unless ``tf32`` is set.
+    """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def ema_parameter_pairs(

@@ -1,8 +1,11 @@
 """``pggan-prepare --verify``: prove a dataset is whole and that its pyramid is what the paper's tool makes.
 
 Checks every key of every level exists and decodes to (C, R, R), that each
-level equals the 2×2 box filter of the level above (±1 for rounding), and that
-the LMDB holds no stray records. Cheap enough to run after copying a dataset
+lower level is exactly what the dataset's ``level_rule`` makes from the top
+level (``float-rint``: the official dataset_tool.py's float cascade rounded
+with np.rint, so bit for bit the official TFRecords' levels; datasets from
+before that rule: the 2×2 box filter of the level above, ±1 for rounding), and
+that the LMDB holds no stray records. Cheap enough to run after copying a dataset
 to a new machine.
 """
 
@@ -15,7 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pggan.pyramid import META_KEY, box_downsample, decode_record_into, read_meta, record_key, shared_env
+from pggan.pyramid import (
+    LEGACY_LEVEL_RULE,
+    META_KEY,
+    box_downsample,
+    build_levels,
+    decode_record_into,
+    level_rule,
+    read_meta,
+    record_key,
+    shared_env,
+)
 
 MAX_LISTED = 20
 
@@ -56,6 +69,7 @@ def verify_dataset(path: str | os.PathLike[str], progress: bool = True) -> Verif
     resolutions = sorted(int(r) for r in meta["resolutions"])
     encoding = {int(r): e for r, e in meta["encoding"].items()}
     result = VerifyResult(path, count, resolutions, channels)
+    rule = level_rule(meta)
 
     def problem(text: str) -> None:
         result.problem_count += 1
@@ -73,6 +87,7 @@ def verify_dataset(path: str | os.PathLike[str], progress: bool = True) -> Verif
         bar = tqdm(range(count), unit="img", desc="verify", disable=not progress, file=sys.stderr)
         for index in bar:
             above: np.ndarray | None = None
+            expected_levels: dict[int, np.ndarray] | None = None  # float-rint: all levels from the top one
             for r in reversed(resolutions):  # top level first, so each level can be checked against the one above
                 key = record_key(r, index)
                 record = txn.get(key)
@@ -87,12 +102,25 @@ def verify_dataset(path: str | os.PathLike[str], progress: bool = True) -> Verif
                     problem(f"record {key.decode()} does not decode to {channels}×{r}×{r}: {exc}")
                     above = None
                     continue
-                if above is not None:
-                    expected_image = box_downsample(above.transpose(1, 2, 0)).transpose(2, 0, 1)
-                    worst = int(np.abs(expected_image.astype(np.int16) - image.astype(np.int16)).max())
+                if r == resolutions[-1] and rule != LEGACY_LEVEL_RULE:
+                    expected_levels = build_levels(image.transpose(1, 2, 0), rule)
+                elif expected_levels is not None:
+                    worst = _worst(expected_levels[r].transpose(2, 0, 1), image)
+                    if worst > 0:
+                        problem(
+                            f"record {key.decode()} is not the 2×2 box filter of level {2 * r} "
+                            f"(the float cascade from level {resolutions[-1]}, rounded with np.rint; "
+                            f"off by up to {worst})"
+                        )
+                elif above is not None and rule == LEGACY_LEVEL_RULE:
+                    worst = _worst(box_downsample(above.transpose(1, 2, 0)).transpose(2, 0, 1), image)
                     if worst > 1:
                         problem(
                             f"record {key.decode()} is not the 2×2 box filter of level {2 * r} (off by up to {worst})"
                         )
                 above = image
     return result
+
+
+def _worst(expected: np.ndarray, image: np.ndarray) -> int:
+    return int(np.abs(expected.astype(np.int16) - image.astype(np.int16)).max())

@@ -51,7 +51,7 @@ def corners_for(seed, stream, level, num_images, size):
 def reference_swd(reals, fakes, seed=0, corners=None, directions=None):
     """``{resolution: swd×1e3, "avg": ...}`` in float64; corners/directions default to the fast version's."""
     reals, fakes = reals.numpy(), fakes.numpy()
-    resolutions = swd.pyramid_resolutions(reals.shape[-1])
+    resolutions = swd.swd_resolutions(reals.shape[-1])
     pyr_r, pyr_f = laplacian(reals, len(resolutions)), laplacian(fakes, len(resolutions))
     result = {}
     for i, res in enumerate(resolutions):

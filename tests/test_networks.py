@@ -141,3 +141,17 @@ def test_config_rebuilds_the_same_architecture():
     z = torch.randn(4, 8)
     with torch.no_grad():
         assert torch.equal(g(z, 32, 0.3), g2(z, 32, 0.3))
+
+
+def test_mbstd_group_size_one_or_zero_switches_the_layer_off():
+    """Official D_paper: ``if mbstd_group_size > 1: x = minibatch_stddev_layer(x, mbstd_group_size)``."""
+    for group in (0, 1):
+        torch.manual_seed(0)
+        d = Discriminator(8, channels=3, fmap_base=32, fmap_max=8, mbstd_group_size=group)
+        final = d.blocks[0]
+        assert final.mbstd is None and final.conv.weight.shape[1] == 8  # no extra input channel
+        x = torch.randn(5, 3, 8, 8)
+        single = torch.cat([d(x[i : i + 1], 8) for i in range(5)])
+        torch.testing.assert_close(d(x, 8), single)  # no sample's score depends on the others
+    with_layer = Discriminator(8, channels=3, fmap_base=32, fmap_max=8, mbstd_group_size=2).blocks[0]
+    assert with_layer.mbstd is not None and with_layer.conv.weight.shape[1] == 9

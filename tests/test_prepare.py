@@ -25,10 +25,15 @@ def top_images(path, resolution=None):
     return ds.get_batch(range(len(ds))).permute(0, 2, 3, 1).numpy()
 
 
-def box_reference(images_nchw: torch.Tensor) -> torch.Tensor:
-    """The 2×2 box filter computed independently: sum by average pooling, then round half up."""
-    sums = F.avg_pool2d(images_nchw.double(), 2) * 4
-    return torch.floor((sums + 2) / 4).to(torch.uint8)
+def float_cascade_reference(top_nchw: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Official dataset_tool.py, computed independently in float64: each level is the 2×2 mean of the unrounded
+    level above (``img = (img[:, 0::2, 0::2] + img[:, 0::2, 1::2] + img[:, 1::2, 0::2] + img[:, 1::2, 1::2]) * 0.25``)
+    and is stored as ``np.rint(img).clip(0, 255).astype(np.uint8)``; torch.round also rounds half to even."""
+    levels, exact = {}, top_nchw.double()
+    while exact.shape[-1] > 4:
+        exact = F.avg_pool2d(exact, 2)
+        levels[exact.shape[-1]] = torch.round(exact).clamp(0, 255).to(torch.uint8)
+    return levels
 
 
 def solid(color, size=(40, 40), mode="RGB"):
@@ -46,11 +51,11 @@ def test_sample_faces_make_an_exact_pyramid(tmp_path):
     assert set(meta["encoding"].values()) <= {"raw", "png"}
     assert meta["encoding_measurement"]["32"]["raw_bytes"] == 3 * 32 * 32
     assert str(SAMPLE) in meta["source"]["sources"][0]
-    # every level is exactly the 2x2 box filter (round half up) of the level above
-    for r in (32, 16, 8):
-        above = PyramidDataset(out, r).get_batch(range(131))
-        below = PyramidDataset(out, r // 2).get_batch(range(131))
-        assert torch.equal(below, box_reference(above))
+    # every level is exactly the official float cascade from the top level, rounded with np.rint
+    assert meta["level_rule"] == "float-rint"
+    expected = float_cascade_reference(PyramidDataset(out, 32).get_batch(range(131)))
+    for r in (16, 8, 4):
+        assert torch.equal(PyramidDataset(out, r).get_batch(range(131)), expected[r])
     # sorted order: color/ first, then lfw_subset/, then solvay1927/; grayscale sources replicated to RGB
     top = top_images(out)
     assert not np.array_equal(top[0, :, :, 0], top[0, :, :, 1])  # astronaut (colour)
@@ -322,3 +327,62 @@ def test_encoding_is_chosen_by_measured_savings():
     assert measured["256"]["png_saving"] > 0.5 and measured["256"]["chosen"] == "png" and measured["samples"] == 3
     chosen, measured = choose_encodings(noise, levels, 3)
     assert set(chosen.values()) == {"raw"} and measured["256"]["png_saving"] < 0.2  # PNG cannot shrink noise
+
+
+def test_float_cascade_rounds_half_to_even_and_differs_from_a_rounded_cascade():
+    from pggan.pyramid import build_levels
+
+    # Every 2×2 mean is 2.5: np.rint gives 2 (half to even); the legacy rule gave 3 (half up).
+    half = np.full((8, 8, 1), 2, dtype=np.uint8)
+    half[0::2, 0::2] = 3
+    half[1::2, 1::2] = 3
+    assert build_levels(half)[4].max() == 2 and build_levels(half, "uint8-half-up")[4].max() == 3
+    # Level 4 of a 16² image is the rint of the exact 4×4 block mean (the float cascade never rounds in
+    # between); the legacy cascade of rounded levels differs from it on random images.
+    rng = np.random.default_rng(0)
+    tops = rng.integers(0, 256, (50, 16, 16, 3), dtype=np.uint8)
+    for top in tops:
+        exact = top.astype(np.float64).reshape(4, 4, 4, 4, 3).mean(axis=(1, 3))
+        assert np.array_equal(build_levels(top)[4], np.rint(exact).astype(np.uint8))
+    assert any(not np.array_equal(build_levels(t)[4], build_levels(t, "uint8-half-up")[4]) for t in tops)
+
+
+LEGACY_REWRITE = """
+import json, sys
+import lmdb, numpy as np
+from pggan.pyramid import build_levels, decode_record_into, encode_record
+env = lmdb.open(sys.argv[1])
+with env.begin(write=True) as txn:  # as the previous version made it: rounded cascade, no level_rule field
+    meta = json.loads(txn.get(b"meta"))
+    del meta["level_rule"]
+    top = meta["resolution"]
+    for index in range(meta["count"]):
+        image = np.empty((meta["channels"], top, top), np.uint8)
+        decode_record_into(txn.get(f"{top:04d}-{index:08d}".encode()), meta["encoding"][str(top)], image)
+        for r, level in build_levels(image.transpose(1, 2, 0), "uint8-half-up").items():
+            txn.put(f"{r:04d}-{index:08d}".encode(), encode_record(level, meta["encoding"][str(r)]))
+    txn.put(b"meta", json.dumps(meta).encode())
+"""
+
+
+def test_datasets_of_the_legacy_rule_still_load_and_verify(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from pggan.pyramid import build_levels
+    from pggan.verify import verify_dataset
+
+    out = tmp_path / "faces"
+    prepare_dataset([str(SAMPLE / "lfw_subset")], out, resolution=16, workers=1, progress=False)
+    assert verify_dataset(out, progress=False).ok
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", LEGACY_REWRITE, str(out)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    meta = read_meta(out)
+    assert "level_rule" not in meta
+    assert verify_dataset(out, progress=False).ok
+    top = PyramidDataset(out, 16).get_batch(range(meta["count"]))
+    lowest = PyramidDataset(out, 4).get_batch(range(meta["count"]))
+    legacy = [build_levels(t.permute(1, 2, 0).numpy(), "uint8-half-up")[4] for t in top]
+    assert np.array_equal(lowest.permute(0, 2, 3, 1).numpy(), np.stack(legacy))

@@ -45,6 +45,11 @@ def test_train_then_resume_with_larger_total(dataset, tmp_path):
     run_dir = out / "r"
     options = json.loads((run_dir / "options.json").read_text())
     assert options["resolution"] == 16 and options["total_kimg"] == 0.04
+    # the resolved schedule: printed at the start, saved for resume
+    assert options["preset"] == "official" and options["processes"] == 1 and options["mirror"] is True
+    assert options["batch_schedule"] == "4:8,8:8,16:8" and options["mbstd_group_size"] == 4
+    assert options["gp_space"] == "official" and options["tf32"] is False
+    assert "global batch  4:8  8:8  16:8" in first.stdout
     assert load_checkpoint(run_dir / "latest.pt")["images_shown"] == 40
     assert (run_dir / "grid-000000.040.png").is_file() and (run_dir / "checkpoint-000000.040.pt").is_file()
     # Resume with only the run directory and a larger total: saved options, new total.

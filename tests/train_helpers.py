@@ -15,6 +15,7 @@ def tiny_options(tmp_path, **overrides) -> TrainOptions:
         run_name="run",
         fade_kimg=0.016,
         stable_kimg=0.016,
+        total_kimg=0.08,  # the end of the last stable phase (4: 16 + 2 × (16 + 16) images)
         batch_schedule="4:8,8:8,16:8",
         fmap_base=32,
         fmap_max=8,

@@ -121,7 +121,7 @@ def np_pyr_up(x: np.ndarray) -> np.ndarray:
 def numpy_swd(reals: np.ndarray, fakes: np.ndarray, seed: int = 0, minibatch: int = 64) -> dict[int | str, float]:
     """The official release's algorithm, transcribed: float32 numpy, minibatches of 64, np.sort(axis=0)."""
     rng = np.random.RandomState(seed)
-    resolutions = swd.pyramid_resolutions(reals.shape[-1])
+    resolutions = swd.swd_resolutions(reals.shape[-1])
     sets = []
     for images in (reals, fakes):
         per_level: list[list[np.ndarray]] = [[] for _ in resolutions]

@@ -34,9 +34,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pggan import defaults
 from pggan.layers import EqualizedConv2dDown, EqualizedUpConv2d
 from pggan.networks import Discriminator, Generator, feature_maps
-from pggan.schedule import OFFICIAL_BATCH_SIZES
+from pggan.presets import OFFICIAL
+from pggan.resolutions import is_resolution
 from pggan.train_step import GanState, StepInputs, draw_step_noise, make_optimizer, train_step
 
 MATMUL_SIZE = 2048
@@ -122,8 +124,8 @@ def build_state(
 ) -> GanState:
     """The networks, EMA and optimizers exactly as ``Trainer.__init__`` builds them."""
     torch.manual_seed(0)
-    generator = Generator(res, 3, latent_size, 8192, fmap_max)
-    discriminator = Discriminator(res, 3, 8192, fmap_max, 4)
+    generator = Generator(res, 3, latent_size, defaults.FMAP_BASE, fmap_max)
+    discriminator = Discriminator(res, 3, defaults.FMAP_BASE, fmap_max, defaults.MBSTD_GROUP_SIZE)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for net in (generator, discriminator, generator_ema):
@@ -133,8 +135,8 @@ def build_state(
         generator=generator,
         discriminator=discriminator,
         generator_ema=generator_ema,
-        g_optimizer=make_optimizer(generator, 0.001, device),
-        d_optimizer=make_optimizer(discriminator, 0.001, device),
+        g_optimizer=make_optimizer(generator, defaults.LEARNING_RATE, device),
+        d_optimizer=make_optimizer(discriminator, defaults.LEARNING_RATE, device),
         device=device,
         **kwargs,
     )
@@ -157,7 +159,7 @@ def bench_row(args: argparse.Namespace, res: int, device: torch.device) -> Row:
     cuda = device.type == "cuda"
     channels_last = args.channels_last and cuda
     amp = args.amp and cuda
-    batch = args.batch or OFFICIAL_BATCH_SIZES[res]
+    batch = args.batch or OFFICIAL.tables[1].batch(res)
     alpha = args.alpha if res > 4 else 1.0
     fading = alpha < 1.0
     state = build_state(res, args.fmap_max, device, channels_last, args.compile, args.latent_size)
@@ -168,7 +170,7 @@ def bench_row(args: argparse.Namespace, res: int, device: torch.device) -> Row:
 
     def step() -> None:
         d_latents, mix, g_latents = draw_step_noise(noise, batch, args.latent_size, 0, 1)
-        train_step(state, StepInputs(reals, d_latents, mix, g_latents), res, alpha, 0.999, amp)
+        train_step(state, StepInputs(reals, d_latents, mix, g_latents), res, alpha, defaults.EMA_BETA, amp)
 
     dtype = torch.bfloat16 if cuda else torch.float32
     a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device, dtype=dtype)
@@ -255,7 +257,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     for res in args.res:
-        if res < 4 or res > 1024 or res & (res - 1):
+        if not is_resolution(res):
             parser.error(f"--res must be powers of two from 4 to 1024, got {res}")
     if not 0.0 <= args.alpha <= 1.0:
         parser.error(f"--alpha must lie in [0, 1], got {args.alpha}")
@@ -284,7 +286,7 @@ def fusion_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str
     for res in args.res:
         if res < 8:
             continue
-        channels = feature_maps(res, 8192, args.fmap_max)
+        channels = feature_maps(res, defaults.FMAP_BASE, args.fmap_max)
         cases = {
             "upsample+conv3x3 vs convT4x4": (EqualizedUpConv2d(channels, channels), res // 2),
             "conv3x3+avgpool vs conv4x4/2": (EqualizedConv2dDown(channels, channels), res),

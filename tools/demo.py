@@ -25,7 +25,7 @@ RUN_DIR = REPO / "checkpoints" / "demo"
 TRAIN_ARGS = [
     "--data", str(DATASET), "--resolution", "32", "--out", str(RUN_DIR.parent), "--run-name", RUN_DIR.name,
     "--device", "cpu", "--fmap-base", "256", "--fmap-max", "32", "--latent-size", "64",
-    "--batch-schedule", "4:16,8:16,16:16,32:16", "--fade-kimg", "10", "--stable-kimg", "10",
+    "--batch-schedule", "4:16,8:16,16:16,32:16", "--fade-kimg", "10", "--stable-kimg", "10", "--total-kimg", "70",
     "--ema-kimg", "2", "--tick-kimg", "5", "--snapshot-kimg", "20", "--grid-size", "6", "--mirror", "--workers", "1",
 ]  # fmt: skip
 

@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from pggan.defaults import SWD_IMAGES
 from pggan.distributed import resolve_device
 from pggan.errors import UserError
 from pggan.metrics import swd
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
-DEFAULT_NUM_IMAGES = 16384  # the paper's
+DEFAULT_NUM_IMAGES = SWD_IMAGES  # the paper's
 _SUBSET_STREAM = 0x5EED
 _LATENT_STREAM = 0x1A7E
 
@@ -230,7 +231,7 @@ def compare(
     sides = [open_image_set(real), open_image_set(fake)]
     if resolution is None:
         resolution = min(side.native_resolution for side in sides)
-    swd.pyramid_resolutions(resolution)  # a clear error for sizes SWD cannot use
+    swd.swd_resolutions(resolution)  # a clear error for sizes SWD cannot use
     fixed = {side.channels for side in sides if side.channels is not None and side.kind != "folder"}
     if len(fixed) > 1:
         raise UserError(f"the two sides have different channel counts ({sorted(fixed)})")

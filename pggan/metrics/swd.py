@@ -40,12 +40,14 @@ import torch
 
 from pggan.errors import UserError
 from pggan.metrics.laplacian import laplacian_pyramid, pyr_down, pyr_up
+from pggan.resolutions import SWD_MIN_RESOLUTION
+from pggan.resolutions import swd_resolutions as _levels
 
 NHOOD_SIZE = 7
 NHOODS_PER_IMAGE = 128
 DIR_REPEATS = 4
 DIRS_PER_REPEAT = 128
-MIN_RESOLUTION = 16
+MIN_RESOLUTION = SWD_MIN_RESOLUTION
 PIXELS_PER_BATCH = 1 << 24  # float32 values per batch of images: ~64 MiB per pyramid level tensor
 PROJECTION_BYTES = 1 << 30  # bound on the projections held at once (both sets)
 
@@ -73,15 +75,14 @@ def random_directions(dim: int, seed: int, level: int) -> torch.Tensor:
     return dirs / dirs.norm(dim=1, keepdim=True)
 
 
-def pyramid_resolutions(resolution: int) -> list[int]:
-    """Pyramid levels kept for an image size: R, R/2, …, 16."""
-    if resolution < MIN_RESOLUTION or resolution & (resolution - 1):
-        raise UserError(f"SWD needs square images whose size is a power of two ≥ {MIN_RESOLUTION}, got {resolution}")
-    levels = []
-    while resolution >= MIN_RESOLUTION:
-        levels.append(resolution)
-        resolution //= 2
-    return levels
+def swd_resolutions(resolution: int) -> list[int]:
+    """Laplacian levels kept for an image size: R, R/2, …, 16 (largest first; pggan.resolutions)."""
+    try:
+        return _levels(resolution)
+    except ValueError:
+        raise UserError(
+            f"SWD needs square images whose size is a power of two ≥ {MIN_RESOLUTION}, got {resolution}"
+        ) from None
 
 
 # ---------------------------------------------------------------- descriptors
@@ -184,7 +185,7 @@ def compute_descriptors(
     rows_per_image = NHOODS_PER_IMAGE
     for batch in _image_batches(images, batch_size):
         if not resolutions:
-            resolutions, channels = pyramid_resolutions(batch.shape[-1]), batch.shape[1]
+            resolutions, channels = swd_resolutions(batch.shape[-1]), batch.shape[1]
             generators = [torch.Generator().manual_seed(stream_seed(seed, stream, i)) for i in range(len(resolutions))]
             width = channels * NHOOD_SIZE * NHOOD_SIZE
             if capacity is not None:

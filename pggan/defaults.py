@@ -1,0 +1,42 @@
+"""Every default of the method, in one place: the values of the paper and of the official release.
+
+``TrainOptions``, the command-line options, the training step, the losses and
+the tools all read them from here, so a default can never differ between the
+CLI and the library. The per-GPU-count minibatch and learning-rate tables of
+the official configurations live in :mod:`pggan.presets`.
+"""
+
+from __future__ import annotations
+
+# Networks (paper Table 2; official config.py G/D_paper).
+LATENT_SIZE = 512
+FMAP_BASE = 8192
+FMAP_MAX = 512
+MBSTD_GROUP_SIZE = 4  # official D_paper default; the paper's v1 preset uses 16 (pggan.presets)
+
+# Optimisation (official config.py: G_opt / D_opt, TrainingSchedule's G/D_lrate_base, train.G_smoothing).
+LEARNING_RATE = 0.001
+ADAM_BETAS = (0.0, 0.99)
+ADAM_EPS = 1e-8
+EMA_BETA = 0.999
+
+# Loss (official loss.D_wgangp_acgan).
+GP_LAMBDA = 10.0
+GP_TARGET = 1.0
+DRIFT_EPSILON = 0.001
+#: Where the gradient penalty measures ‖∇D‖: "official" = the full-size images the official D receives,
+#: "native" = the pixels at the current training resolution (what pggan did before; see losses.py).
+GP_SPACES = ("official", "native")
+GP_SPACE = "official"
+
+# Schedule and outputs.
+PRESET = "official"
+#: kimg between progress ticks (official TrainingSchedule.tick_kimg_dict).
+TICK_KIMG: dict[int, float] = {4: 160, 8: 140, 16: 120, 32: 100, 64: 80, 128: 60, 256: 40, 512: 20, 1024: 10}
+SNAPSHOT_KIMG = 300.0
+SWD_IMAGES = 16384
+SEED = 0
+WORKERS = 2
+GRID_SIZE = 8
+#: The official runs are float32: TF32 convolutions and matmuls stay off unless asked for.
+TF32 = False
