@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from pggan.checkpoint import load_checkpoint
+from pggan.checkpoint import load_checkpoint, run_progress
 from pggan.distributed import DistContext
 from pggan.train import Trainer
 from tests.train_helpers import random_pyramid, tensor_source, tiny_options
@@ -44,7 +44,7 @@ def test_resume_is_bitwise_exact_from_any_point(tmp_path):
         first = make_trainer(root, total_kimg=stop_at / 1000)
         assert first.run() == "done" and first.images_shown == stop_at
         state = load_checkpoint(root / "runs" / "run" / "latest.pt")
-        assert state["images_shown"] == stop_at
+        assert run_progress(state).images_shown == stop_at
         second = make_trainer(root, resume_state=state)
         assert second.run() == "done"
         got = params(second)
@@ -72,7 +72,7 @@ def test_stop_request_checkpoints_and_resumes(tmp_path):
     assert trainer.run() == "interrupted"
     assert trainer.images_shown == 40
     state = load_checkpoint(tmp_path / "runs" / "run" / "latest.pt")
-    assert state["images_shown"] == 40
+    assert run_progress(state).images_shown == 40
     resumed = make_trainer(tmp_path, resume_state=state)
     assert resumed.run() == "done"
     reference = make_trainer(tmp_path / "ref")
