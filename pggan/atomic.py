@@ -45,6 +45,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], writer: Callable[[IO[bytes]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise WriteFailed(path, f"{blocker} is a file, not a folder (ENOTDIR)") from None
     except OSError as exc:
         raise WriteFailed(path, exc) from None
     try:

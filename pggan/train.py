@@ -260,7 +260,7 @@ class Trainer:
             return "done"
         except WriteFailed as exc:
             raise OutputFailed(
-                f"{exc}; training stopped at kimg {self.images_shown / 1000:.3f}. {self._recovery()}"
+                f"{exc}; training stopped at kimg {self.images_shown / 1000:.3f}; {self._recovery()}"
             ) from None
         finally:
             if bar is not None:
@@ -396,7 +396,8 @@ class Trainer:
         }
         p.tick_index += 1
         self.stats_sum, self.stats_steps = {}, 0
-        p.next_tick = self._tick_images()
+        if self.images_shown >= p.next_tick:  # a tick forced by a stop or the end keeps the cadence
+            p.next_tick = self._tick_images()
         self.tick_start = (time.perf_counter(), self.images_shown)
         self._check_finite_parameters()
         if p.next_swd is not None and self.images_shown >= p.next_swd:
