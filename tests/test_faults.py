@@ -73,22 +73,24 @@ def assert_same_networks(path: Path, reference: Path) -> None:
             assert torch.equal(got[net][name], tensor), f"{net}.{name} differs"
 
 
+def _prepare(out: Path, *args) -> Path:
+    result = pggan("prepare", *args, "--out", out, "--resolution", 16, "--workers", 1)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("data")
-    sample = REPO / "datasets" / "sample"
-    made = {
-        "faces": [sample],
-        "gray": [sample, "--channels", "1"],
-        "solvay": [sample / "solvay1927"],
+    return {"faces": _prepare(tmp_path_factory.mktemp("data") / "faces", REPO / "datasets" / "sample")}
+
+
+@pytest.fixture(scope="module")
+def other_datasets(tmp_path_factory) -> dict[str, Path]:
+    root, sample = tmp_path_factory.mktemp("other"), REPO / "datasets" / "sample"
+    return {
+        "gray": _prepare(root / "gray", sample, "--channels", 1),
+        "solvay": _prepare(root / "solvay", sample / "solvay1927"),
     }
-    paths = {}
-    for name, args in made.items():
-        out = root / name
-        result = pggan("prepare", *args, "--out", out, "--resolution", 16, "--workers", 1)
-        assert result.returncode == 0, result.stderr
-        paths[name] = out
-    return paths
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +111,7 @@ def start(datasets, out: Path, total: float, **kwargs) -> subprocess.CompletedPr
 
 
 # ---------------------------------------------------------------- resume: the run-progress record
+@pytest.mark.slow  # tests/test_train_loop.py checks the same cadence in-process, in the fast suite
 def test_interrupted_and_resumed_run_logs_and_ends_as_one_done_in_one_go(datasets, reference, tmp_path):
     assert start(datasets, tmp_path, 0.04).returncode == 0
     run_dir = tmp_path / "r"
@@ -162,6 +165,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     return result.returncode == 0
 
 
+@pytest.mark.slow
 def test_full_disk_on_a_real_small_filesystem(datasets, reference, tmp_path):
     disk = tmp_path / "disk"
     if shutil.which("mount") is None or not _mount_tmpfs(disk, "400k"):
@@ -208,20 +212,21 @@ def test_unreadable_latest_falls_back_to_newest_readable_checkpoint(reference, t
 
 
 # ---------------------------------------------------------------- another dataset on resume
-def test_resume_on_another_dataset_says_what_differs(datasets, reference, tmp_path):
+@pytest.mark.slow
+def test_resume_on_another_dataset_says_what_differs(datasets, other_datasets, reference, tmp_path):
     run_dir = tmp_path / "r"
     shutil.copytree(reference, run_dir)
     before = (run_dir / "latest.pt").read_bytes()
-    gray = pggan("train", "--resume", run_dir, "--data", datasets["gray"], "--total-kimg", 0.096)
+    gray = pggan("train", "--resume", run_dir, "--data", other_datasets["gray"], "--total-kimg", 0.096)
     one_line_error(gray, "3-channel images", "1-channel images")
-    other = pggan("train", "--resume", run_dir, "--data", datasets["solvay"], "--total-kimg", 0.096)
+    other = pggan("train", "--resume", run_dir, "--data", other_datasets["solvay"], "--total-kimg", 0.096)
     one_line_error(other, "is not the dataset this run was trained on", "images 131 → 29", "--allow-new-data")
     assert (run_dir / "latest.pt").read_bytes() == before
     moved = tmp_path / "moved-faces"  # the same dataset copied elsewhere is the same dataset
     shutil.copytree(datasets["faces"], moved)
     same = pggan("train", "--resume", run_dir, "--data", moved, "--total-kimg", 0.088)
     assert same.returncode == 0, same.stderr
-    fine_tune = pggan("train", "--resume", run_dir, "--data", datasets["solvay"], "--allow-new-data",
+    fine_tune = pggan("train", "--resume", run_dir, "--data", other_datasets["solvay"], "--allow-new-data",
                       "--total-kimg", 0.096)  # fmt: skip
     assert fine_tune.returncode == 0, fine_tune.stderr
     state = load_checkpoint(run_dir / "latest.pt")

@@ -86,3 +86,42 @@ def test_optimizer_moments_reset_at_every_phase_start(tmp_path):
     # 24 images = two steps at 4×4 and one step into the fade: Adam has taken exactly one step since the reset.
     steps = {int(v["step"]) for v in trainer.state.d_optimizer.state_dict()["state"].values()}
     assert steps == {1}
+
+
+class _CountingSWD(Trainer):
+    """SWD itself is tested elsewhere; here only *when* it runs matters, so it reports the position."""
+
+    def _evaluate_swd(self):
+        return {"avg": float(self.images_shown)}
+
+
+def test_stopped_and_resumed_run_keeps_tick_and_swd_cadence(tmp_path):
+    def trainer(root, state=None):
+        options = tiny_options(root, swd_kimg=0.032)
+        run_dir = Path(options.out) / options.run_name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        source = tensor_source(random_pyramid())
+        return _CountingSWD(options, DistContext(), run_dir, 3, source, resume_state=state, log=lambda m: None)
+
+    def lines(root):
+        records = [json.loads(x) for x in (root / "runs" / "run" / "stats.jsonl").read_text().splitlines()]
+        return [r["kimg"] for r in records], [r["kimg"] for r in records if "swd" in r]
+
+    trainer(tmp_path / "ref").run()
+    first = trainer(tmp_path / "b")
+    original = first.batch_source
+
+    def source(resolution, batch_size, start):
+        for batch in original(resolution, batch_size, start):
+            if start + batch_size >= 40:
+                first.request_stop()  # a SIGTERM during the step that reaches kimg 0.040
+            yield batch
+
+    first.batch_source = source
+    assert first.run() == "interrupted" and first.images_shown == 40
+    state = load_checkpoint(tmp_path / "b" / "runs" / "run" / "latest.pt")
+    assert run_progress(state).next_swd == 64  # saved with the other counters
+    assert trainer(tmp_path / "b", state).run() == "done"
+    ticks, swd = lines(tmp_path / "ref")
+    assert (ticks, swd) == ([0.016, 0.032, 0.048, 0.064, 0.08], [0.032, 0.064])
+    assert lines(tmp_path / "b") == (sorted([*ticks, 0.04]), swd)  # the stop adds its own line, nothing moves
