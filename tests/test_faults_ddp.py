@@ -61,7 +61,8 @@ def launch(args: list, port: int) -> list[subprocess.Popen]:
 
 
 def finish(procs: list[subprocess.Popen], timeout: float = 300) -> list[tuple[int, str]]:
-    return [(p.returncode, p.communicate(timeout=timeout)[1]) for p in procs]
+    errors = [p.communicate(timeout=timeout)[1] for p in procs]
+    return [(p.returncode, e[-3000:]) for p, e in zip(procs, errors, strict=True)]
 
 
 @pytest.fixture(scope="module")
