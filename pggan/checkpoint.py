@@ -125,6 +125,13 @@ def generator_config(state: dict[str, Any]) -> dict[str, Any]:
     return dict(state["generator_config"])
 
 
+def require_generator(state: dict[str, Any], where: str | os.PathLike[str]) -> None:
+    """UserError unless the checkpoint holds what sampling needs: a generator and where it stood."""
+    missing = [key for key in ("generator_config", "resolution", "alpha") if key not in state]
+    if missing:
+        raise UserError(f"{where} is an incomplete pggan checkpoint (missing {', '.join(missing)})")
+
+
 def image_channels(state: dict[str, Any]) -> int:
     """Channels of the images the checkpoint's generator makes."""
     return int(generator_config(state).get("channels", 3))
@@ -381,6 +388,7 @@ __all__ = [
     "load_checkpoint_or_run",
     "network_state",
     "position",
+    "require_generator",
     "run_checkpoints",
     "run_progress",
     "save_checkpoint",

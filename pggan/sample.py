@@ -129,12 +129,10 @@ def load_sampler(checkpoint: str | os.PathLike[str], raw: bool, device: torch.de
     """
     import sys
 
-    from pggan.checkpoint import build_generator, load_checkpoint_or_run, position
+    from pggan.checkpoint import build_generator, load_checkpoint_or_run, position, require_generator
 
     state = load_checkpoint_or_run(checkpoint, warn=lambda line: print(line, file=sys.stderr))
-    missing = [key for key in ("generator_config", "resolution", "alpha") if key not in state]
-    if missing:
-        raise UserError(f"{checkpoint} is an incomplete pggan checkpoint (missing {', '.join(missing)})")
+    require_generator(state, checkpoint)
     try:
         generator = build_generator(state, ema=not raw, device=device)
     except (RuntimeError, TypeError, KeyError) as exc:

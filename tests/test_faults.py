@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pggan.checkpoint import load_checkpoint, run_progress
+from pggan.checkpoint import dataset_fingerprint, load_checkpoint, run_progress
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -230,7 +230,7 @@ def test_resume_on_another_dataset_says_what_differs(datasets, other_datasets, r
                       "--total-kimg", 0.096)  # fmt: skip
     assert fine_tune.returncode == 0, fine_tune.stderr
     state = load_checkpoint(run_dir / "latest.pt")
-    assert run_progress(state).images_shown == 96 and state["dataset"]["count"] == 29
+    assert run_progress(state).images_shown == 96 and dataset_fingerprint(state)["count"] == 29
 
 
 # ---------------------------------------------------------------- damaged datasets

@@ -172,7 +172,7 @@ def main() -> None:
 
     rows = ranks[0]["samples"]
     print(f"CPU: {cpu_model()}  (load process: {'no' if args.no_load else 'yes'})")
-    phases = sum(1 for r in rows if r["phase"] != "end")
+    phases = len(rows)  # the last phase of each round is sampled as its "end"
     print(f"{ranks[0]['steps']} steps in {ranks[0]['seconds']:.0f} s, 2 gloo processes, {phases} phases")
     header = ("round", "phase", "res", "kind", "kimg", "rank0 MB", "rank1 MB", "loader MB")
     print(" ".join(h.rjust(w) for h, w in zip(header, (5, 5, 5, 7, 7, 9, 9, 10), strict=True)))
@@ -183,10 +183,10 @@ def main() -> None:
             f"{row0['rss_mb']:9.1f} {row1['rss_mb']:9.1f} {row0['loader_rss_mb']:10.1f}"
         )
     ends = [r["rss_mb"] for r in rows if r["phase"] == "end"]
-    per_round = [(ends[i] - ends[0]) / i for i in range(1, len(ends))]
+    deltas = [b - a for a, b in zip(ends, ends[1:], strict=False)]
     print(f"rank 0 RSS at the end of each round: {', '.join(f'{e:.1f}' for e in ends)} MB")
-    if per_round:
-        print(f"growth per round after the first: {per_round[-1]:+.2f} MB (a leak would add up here)")
+    if deltas:  # round 1 allocates everything once; a leak would add the same amount again every round
+        print(f"change from round to round: {', '.join(f'{d:+.1f}' for d in deltas)} MB")
     figures = {
         "cpu": cpu_model(),
         "load_process": not args.no_load,
@@ -199,7 +199,7 @@ def main() -> None:
         "rank0": ranks[0]["samples"],
         "rank1": ranks[1]["samples"],
         "rank0_rss_mb_at_round_ends": ends,
-        "rank0_growth_mb_per_round_after_first": round(per_round[-1], 2) if per_round else None,
+        "rank0_change_mb_round_to_round": [round(d, 1) for d in deltas],
     }
     print(json.dumps({k: v for k, v in figures.items() if k not in ("rank0", "rank1")}))
     if args.json:

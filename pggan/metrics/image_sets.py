@@ -76,11 +76,10 @@ def _open_folder(path: Path) -> ImageSet:
 def _open_checkpoint(path: Path) -> ImageSet:
     import sys
 
-    from pggan.checkpoint import image_channels, load_checkpoint_or_run, position
+    from pggan.checkpoint import image_channels, load_checkpoint_or_run, position, require_generator
 
     state = load_checkpoint_or_run(path, warn=lambda line: print(line, file=sys.stderr))
-    if "generator_config" not in state or "resolution" not in state:
-        raise UserError(f"{path} holds no generator to draw images from")
+    require_generator(state, path)
     return ImageSet(path, "checkpoint", position(state)[0], image_channels(state), None, _state=state)
 
 
