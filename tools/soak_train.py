@@ -15,6 +15,7 @@ of the run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -183,7 +184,7 @@ def main() -> None:
             f"{row0['rss_mb']:9.1f} {row1['rss_mb']:9.1f} {row0['loader_rss_mb']:10.1f}"
         )
     ends = [r["rss_mb"] for r in rows if r["phase"] == "end"]
-    deltas = [b - a for a, b in zip(ends, ends[1:], strict=False)]
+    deltas = [b - a for a, b in itertools.pairwise(ends)]
     print(f"rank 0 RSS at the end of each round: {', '.join(f'{e:.1f}' for e in ends)} MB")
     if deltas:  # round 1 allocates everything once; a leak would add the same amount again every round
         print(f"change from round to round: {', '.join(f'{d:+.1f}' for d in deltas)} MB")
