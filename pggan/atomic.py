@@ -18,6 +18,16 @@ from typing import IO, Any
 from pggan.errors import UserError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Permissions of a finished file, as ``open()`` would give it (mkstemp's temp files are private, 0600).
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 class WriteFailed(UserError):
     """The file system refused a write (full disk, quota, read-only, I/O error); the target is unchanged."""
 
@@ -54,6 +64,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], writer: Callable[[IO[bytes]
         with os.fdopen(fd, "wb") as handle:
             writer(handle)
             handle.flush()
+            os.fchmod(handle.fileno(), _FILE_MODE)
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except OSError as exc:
