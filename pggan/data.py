@@ -246,7 +246,13 @@ class BatchLoader:
         return self
 
     def __next__(self) -> torch.Tensor:
-        batch = next(self._stream)
+        try:
+            batch = next(self._stream)
+        except UserError as exc:  # from a worker process, re-raised with its traceback as the message
+            text = str(exc).strip()
+            if text.startswith("Caught ") and "UserError: " in text:
+                raise UserError(text.rpartition("UserError: ")[2].splitlines()[0]) from None
+            raise
         return batch.pin_memory() if self._pin else batch
 
     def close(self) -> None:

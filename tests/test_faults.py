@@ -248,3 +248,26 @@ def test_truncated_dataset_is_an_error_not_a_sigbus(datasets, tmp_path):
     one_line_error(train, f"{damaged} is damaged", "partial copy", "--overwrite")
     swd = pggan("swd", damaged, datasets["faces"], "--num-images", 8, "--quiet")
     one_line_error(swd, f"{damaged} is damaged")
+
+
+def test_damaged_record_read_by_a_loader_worker_is_one_line(datasets, tmp_path):
+    import lmdb
+
+    from pggan.data import make_batch_loader
+    from pggan.errors import UserError
+
+    damaged = tmp_path / "faces"
+    shutil.copytree(datasets["faces"], damaged)
+    env = lmdb.open(str(damaged), map_size=1 << 30)
+    with env.begin(write=True) as txn:  # a record cut short, as a bad sector or a bad copy leaves it
+        txn.put(b"0016-00000003", b"short")
+    env.close()
+    (damaged / "lock.mdb").unlink(missing_ok=True)
+    loader = make_batch_loader(damaged, 16, 128, 0, 0, num_workers=1)
+    try:
+        with pytest.raises(UserError) as caught:
+            for _ in range(2):
+                next(loader)
+    finally:
+        loader.close()
+    assert str(caught.value) == f"{damaged} is damaged: record 0016-00000003: raw record holds 5 bytes, expected 768"
