@@ -1,97 +1,77 @@
-"""Checkpoints: atomic writes, code-free loads, and networks rebuilt from what they hold.
+"""Checkpoints: the one schema, a checksum verified before unpickling, and networks rebuilt from what they hold.
 
 A checkpoint is a dict of plain tensors and plain Python values, so it loads
-with ``torch.load(..., weights_only=True)`` and can never run code. It is
-written to a temporary file in the same directory, flushed to disk, then
-renamed over the target: a crash or ``kill -9`` mid-save leaves the previous
-file intact.
+with ``torch.load(..., weights_only=True)`` and can never run code. This module
+alone knows its keys: every other module reads a checkpoint through the
+accessors below (``generator_config``, ``position``, ``run_progress``, ...), and
+the trainer's resumable counters travel as one :class:`RunProgress` record.
+
+Writes are atomic (:mod:`pggan.atomic`). The file is the zip archive
+``torch.save`` makes, with a SHA-256 of that archive stored in the zip's
+end-of-archive comment: still a valid zip that ``torch.load`` reads as is, and
+:func:`load_checkpoint` checks the digest first, so bit rot or a truncated copy
+is reported as damage instead of being unpickled.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
-import tempfile
+import re
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
+from pggan.atomic import WriteFailed, atomic_write_bytes
 from pggan.errors import UserError
 from pggan.networks import Discriminator, Generator
 
 CHECKPOINT_FORMAT = "pggan-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: counters in one "progress" record, "dataset" fingerprint, checksum trailer
+LATEST_NAME = "latest.pt"
+SNAPSHOT_PATTERN = re.compile(r"checkpoint-(\d+\.\d+)\.pt")
+_TRAILER_PREFIX = b"pggan-sha256:"
+_TRAILER = len(_TRAILER_PREFIX) + 64
+_EOCD_SIGNATURE = b"PK\x05\x06"
+_EOCD_SIZE = 22  # zip end-of-central-directory record without its comment
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], writer: Any) -> None:
-    """Call ``writer(file_object)`` on a temp file beside ``path``, fsync, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            writer(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+class CheckpointDamaged(UserError):
+    """The file exists but cannot be used: truncated, corrupted, or not a pggan checkpoint."""
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write ``state`` (plain tensors and Python values only) atomically to ``path``."""
-    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    atomic_write_bytes(path, lambda handle: torch.save(state, handle))
+@dataclass
+class RunProgress:
+    """Where a run stands: every counter a resume must restore, saved and restored as a whole.
+
+    Positions are counted in images shown; ``None`` means the event is off (no ``--swd-kimg``).
+    """
+
+    images_shown: int = 0
+    step: int = 0
+    tick_index: int = 0
+    optimizer_phase: int = -1  # the phase the optimizers' moments belong to
+    next_tick: int = 0
+    next_snapshot: int = 0
+    next_swd: int | None = None
+    next_fid: int | None = None
+    elapsed_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunProgress:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a pggan checkpoint with ``weights_only=True``; a UserError for anything else."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not a checkpoint file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # protocol chatter from foreign pickles; they are rejected below
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip, foreign pickle, code-carrying pickle, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path} is not a readable pggan checkpoint ({reason[:200]})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} is not a pggan checkpoint")
-    if state.get("version", 0) > CHECKPOINT_VERSION:
-        raise UserError(f"{path} was written by a newer pggan (checkpoint version {state['version']})")
-    return state
-
-
-def build_generator(state: dict[str, Any], ema: bool = True, device: str | torch.device = "cpu") -> Generator:
-    """Rebuild the (EMA by default) generator held in a loaded checkpoint, in eval mode."""
-    key = "generator_ema" if ema else "generator"
-    if key not in state:
-        raise UserError(f"checkpoint holds no {key.replace('_', ' ')}")
-    generator = Generator(**state["generator_config"])
-    generator.load_state_dict(state[key])
-    return generator.to(device).eval().requires_grad_(False)
-
-
-def build_discriminator(state: dict[str, Any], device: str | torch.device = "cpu") -> Discriminator:
-    """Rebuild the discriminator held in a loaded checkpoint."""
-    discriminator = Discriminator(**state["discriminator_config"])
-    discriminator.load_state_dict(state["discriminator"])
-    return discriminator.to(device)
-
-
+# ---------------------------------------------------------------- the schema: writing
 def network_state(
     generator: Generator,
     discriminator: Discriminator,
@@ -113,3 +93,305 @@ def network_state(
         "resolution": int(resolution),
         "alpha": float(alpha),
     }
+
+
+def training_state(
+    networks: dict[str, Any],
+    g_optimizer: torch.optim.Optimizer,
+    d_optimizer: torch.optim.Optimizer,
+    progress: RunProgress,
+    noise_rng: torch.Tensor,
+    options: dict[str, Any],
+    dataset: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A resumable checkpoint: ``network_state(...)`` plus optimizers, progress, RNG states, options, dataset."""
+    return {
+        **networks,
+        "g_optimizer": g_optimizer.state_dict(),
+        "d_optimizer": d_optimizer.state_dict(),
+        "progress": progress.to_dict(),
+        "noise_rng": noise_rng,
+        "torch_rng": torch.get_rng_state(),
+        "options": options,
+        "dataset": dataset,
+    }
+
+
+# ---------------------------------------------------------------- the schema: reading
+def generator_config(state: dict[str, Any]) -> dict[str, Any]:
+    """The Generator constructor's keyword arguments."""
+    if "generator_config" not in state:
+        raise UserError("the checkpoint holds no generator")
+    return dict(state["generator_config"])
+
+
+def require_generator(state: dict[str, Any], where: str | os.PathLike[str]) -> None:
+    """UserError unless the checkpoint holds what sampling needs: a generator and where it stood."""
+    missing = [key for key in ("generator_config", "resolution", "alpha") if key not in state]
+    if missing:
+        raise UserError(f"{where} is an incomplete pggan checkpoint (missing {', '.join(missing)})")
+
+
+def image_channels(state: dict[str, Any]) -> int:
+    """Channels of the images the checkpoint's generator makes."""
+    return int(generator_config(state).get("channels", 3))
+
+
+def position(state: dict[str, Any]) -> tuple[int, float]:
+    """``(resolution, alpha)``: where the networks stood in the growth schedule when saved."""
+    if "resolution" not in state:
+        raise UserError("the checkpoint does not say at which resolution it was saved")
+    return int(state["resolution"]), float(state.get("alpha", 1.0))
+
+
+def is_resumable(state: dict[str, Any]) -> bool:
+    """True for a full training state (optimizers, progress, options), False for networks only."""
+    return all(key in state for key in ("options", "g_optimizer", "d_optimizer"))
+
+
+def run_progress(state: dict[str, Any]) -> RunProgress:
+    """The saved counters; version-1 checkpoints kept them as loose keys (and had no ``next_swd``)."""
+    if "progress" in state:
+        return RunProgress.from_dict(state["progress"])
+    return RunProgress.from_dict({k: v for k, v in state.items() if k != "next_swd"})
+
+
+def saved_options(state: dict[str, Any]) -> dict[str, Any]:
+    return dict(state.get("options") or {})
+
+
+def dataset_fingerprint(state: dict[str, Any]) -> dict[str, Any] | None:
+    """What the run was trained on (see ``pggan.data.dataset_fingerprint``); None in older checkpoints."""
+    return state.get("dataset")
+
+
+def restore_rng(state: dict[str, Any], noise: torch.Generator) -> None:
+    noise.set_state(state["noise_rng"])
+    torch.set_rng_state(state["torch_rng"])
+
+
+# ---------------------------------------------------------------- files
+class _HashingWriter:
+    """Passes ``torch.save``'s writes through, hashing them and keeping the first OSError (torch rewraps it)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.tail = b""
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        try:
+            written = self.handle.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+        self.digest.update(data)
+        self.tail = (self.tail + data)[-_EOCD_SIZE:]
+        return written
+
+    def flush(self) -> None:
+        try:
+            self.handle.flush()
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write ``state`` (plain tensors and Python values only) atomically to ``path``, with its checksum.
+
+    A full disk or any other refused write raises :class:`pggan.atomic.WriteFailed` naming ``path``; the
+    previous file at ``path`` stays as it was and no temp file remains.
+    """
+    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+
+    def write(handle: IO[bytes]) -> None:
+        hashing = _HashingWriter(handle)
+        try:
+            torch.save(state, hashing)
+        except RuntimeError:
+            if hashing.error is not None:  # torch reports a failed write as "unexpected pos ..."
+                raise hashing.error from None
+            raise
+        tail = hashing.tail
+        if len(tail) == _EOCD_SIZE and tail[:4] == _EOCD_SIGNATURE and tail[-2:] == b"\0\0":
+            trailer = _TRAILER_PREFIX + hashing.digest.hexdigest().encode("ascii")
+            handle.seek(-2, os.SEEK_END)
+            handle.write(len(trailer).to_bytes(2, "little") + trailer)
+
+    atomic_write_bytes(path, write)
+
+
+def _verify_checksum(path: Path) -> None:
+    """Check the stored SHA-256 (if the file has one) before anything is unpickled."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if size < _EOCD_SIZE + _TRAILER:
+            return  # too short to carry a trailer; torch.load will say what is wrong
+        handle.seek(size - _TRAILER - 2)
+        end = handle.read()
+        if int.from_bytes(end[:2], "little") != _TRAILER or not end[2:].startswith(_TRAILER_PREFIX):
+            return  # an older checkpoint, or another program's file: no checksum to check
+        expected = end[2 + len(_TRAILER_PREFIX) :].decode("ascii", "replace")
+        digest = hashlib.sha256()
+        handle.seek(0)
+        remaining = size - _TRAILER - 2
+        while remaining > 0:
+            chunk = handle.read(min(remaining, 1 << 22))
+            if not chunk:
+                break
+            digest.update(chunk)
+            remaining -= len(chunk)
+        digest.update(b"\0\0")
+    if digest.hexdigest() != expected:
+        raise CheckpointDamaged(f"{path} is damaged: its SHA-256 does not match the one saved with it")
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a pggan checkpoint with ``weights_only=True`` after checking its checksum; a UserError for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a checkpoint file")
+    try:
+        _verify_checksum(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # protocol chatter from foreign pickles; they are rejected below
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except CheckpointDamaged:
+        raise
+    except Exception as exc:  # truncated zip, foreign pickle, code-carrying pickle, unreadable file, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointDamaged(f"{path} is not a readable pggan checkpoint ({reason[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointDamaged(f"{path} is not a pggan checkpoint")
+    if state.get("version", 0) > CHECKPOINT_VERSION:
+        raise UserError(f"{path} was written by a newer pggan (checkpoint version {state['version']})")
+    return state
+
+
+def run_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """A run directory's checkpoints, newest first: ``latest.pt``, then ``checkpoint-<kimg>.pt`` by kimg."""
+    run_dir = Path(run_dir)
+    snapshots = [p for p in run_dir.glob("checkpoint-*.pt") if SNAPSHOT_PATTERN.fullmatch(p.name)]
+    snapshots.sort(key=lambda p: float(SNAPSHOT_PATTERN.fullmatch(p.name).group(1)), reverse=True)
+    latest = run_dir / LATEST_NAME
+    return ([latest] if latest.is_file() else []) + snapshots
+
+
+@dataclass
+class Found:
+    """The newest readable checkpoint of a run directory, and the newer ones that could not be read."""
+
+    path: Path
+    state: dict[str, Any]
+    unreadable: list[tuple[Path, str]]
+
+    def fallback_note(self) -> str | None:
+        """One line for the user when a newer checkpoint was skipped; None when the newest one was read."""
+        if not self.unreadable:
+            return None
+        skipped = "; ".join(f"{p.name}: {reason}" for p, reason in self.unreadable)
+        return f"skipped unreadable checkpoint(s) ({skipped}); using {self.path.name}"
+
+
+def find_readable_checkpoint(
+    run_dir: str | os.PathLike[str], accept: Callable[[dict[str, Any]], bool] = lambda state: True
+) -> Found:
+    """The newest checkpoint of ``run_dir`` that loads (checksum, unpickling) and that ``accept`` takes."""
+    run_dir = Path(run_dir)
+    candidates = run_checkpoints(run_dir)
+    if not candidates:
+        raise UserError(f"no latest.pt or checkpoint-*.pt in {run_dir}: nothing to load")
+    unreadable: list[tuple[Path, str]] = []
+    for path in candidates:
+        try:
+            state = load_checkpoint(path)
+        except UserError as exc:
+            reason = str(exc).replace(str(path), "").strip(" :")
+            unreadable.append((path, reason[:160]))
+            continue
+        if accept(state):
+            return Found(path, state, unreadable)
+        unreadable.append((path, "not a resumable training state"))
+    raise CheckpointDamaged(
+        f"no readable checkpoint in {run_dir}: " + "; ".join(f"{p.name}: {reason}" for p, reason in unreadable)[:400]
+    )
+
+
+def load_checkpoint_or_run(path: str | os.PathLike[str], warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """A checkpoint file, or a run directory's newest readable checkpoint (``warn`` hears about skipped ones)."""
+    path = Path(path)
+    if not path.is_dir():
+        return load_checkpoint(path)
+    found = find_readable_checkpoint(path)
+    note = found.fallback_note()
+    if note is not None and warn is not None:
+        warn(f"warning: {path}: {note}")
+    return found.state
+
+
+# ---------------------------------------------------------------- networks
+def build_generator(state: dict[str, Any], ema: bool = True, device: str | torch.device = "cpu") -> Generator:
+    """Rebuild the (EMA by default) generator held in a loaded checkpoint, in eval mode."""
+    key = "generator_ema" if ema else "generator"
+    if key not in state:
+        raise UserError(f"checkpoint holds no {key.replace('_', ' ')}")
+    generator = Generator(**generator_config(state))
+    generator.load_state_dict(state[key])
+    return generator.to(device).eval().requires_grad_(False)
+
+
+def build_discriminator(state: dict[str, Any], device: str | torch.device = "cpu") -> Discriminator:
+    """Rebuild the discriminator held in a loaded checkpoint."""
+    discriminator = Discriminator(**state["discriminator_config"])
+    discriminator.load_state_dict(state["discriminator"])
+    return discriminator.to(device)
+
+
+def load_networks(state: dict[str, Any], generator: Generator, discriminator: Discriminator, ema: Generator) -> None:
+    """Load the three networks' weights from a checkpoint; UserError naming the mismatch if they do not fit."""
+    try:
+        generator.load_state_dict(state["generator"])
+        discriminator.load_state_dict(state["discriminator"])
+        ema.load_state_dict(state["generator_ema"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise UserError(f"the checkpoint does not fit these networks: {str(exc).splitlines()[0][:200]}") from None
+
+
+def load_optimizers(
+    state: dict[str, Any], g_optimizer: torch.optim.Optimizer, d_optimizer: torch.optim.Optimizer
+) -> None:
+    try:
+        g_optimizer.load_state_dict(state["g_optimizer"])
+        d_optimizer.load_state_dict(state["d_optimizer"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise UserError(f"the checkpoint's optimizer state does not fit: {str(exc).splitlines()[0][:200]}") from None
+
+
+__all__ = [
+    "CheckpointDamaged",
+    "Found",
+    "RunProgress",
+    "WriteFailed",
+    "build_discriminator",
+    "build_generator",
+    "dataset_fingerprint",
+    "find_readable_checkpoint",
+    "generator_config",
+    "image_channels",
+    "is_resumable",
+    "load_checkpoint",
+    "load_checkpoint_or_run",
+    "network_state",
+    "position",
+    "require_generator",
+    "run_checkpoints",
+    "run_progress",
+    "save_checkpoint",
+    "saved_options",
+    "training_state",
+]

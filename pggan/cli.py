@@ -181,6 +181,14 @@ def prepare_command(**options: Any) -> None:
 )
 @click.option("--grid-size", type=int, default=defaults.GRID_SIZE, show_default=True, help="Snapshot grids are N×N.")
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True)
+@click.option(
+    "--dist-timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Minutes a process waits for a silent peer before the job stops (several processes only).",
+)
+@click.option("--allow-new-data", is_flag=True, help="Resume on a different dataset on purpose (fine-tuning).")
 @click.pass_context
 @_one_line_errors
 def train_command(ctx: click.Context, **options: Any) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import lmdb
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
@@ -88,6 +89,17 @@ class PyramidDataset(Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {self.count} images")
         return self.get_batch([index])[0]
 
+    def _get(self, txn: Any, key: bytes) -> Any:
+        """One record; a corrupted LMDB page becomes a one-line error naming the dataset, not a crash."""
+        try:
+            return txn.get(key)
+        except lmdb.Error as exc:
+            reason = str(exc).splitlines()[0][:160]
+            raise UserError(
+                f"{self.path} is damaged: record {key.decode()} cannot be read ({reason}). Copy it again, or "
+                f"rebuild it with pggan-prepare SOURCE... --out {self.path} --resolution R --overwrite"
+            ) from None
+
     def get_batch(self, indices: Sequence[int] | torch.Tensor, flip: Sequence[bool] | None = None) -> torch.Tensor:
         """Images ``indices`` as one uint8 tensor (N, C, R, R), read in a single LMDB transaction.
 
@@ -103,7 +115,7 @@ class PyramidDataset(Dataset):
             for slot, index in enumerate(index_list):
                 if not 0 <= index < self.count:
                     raise IndexError(f"index {index} out of range for a dataset of {self.count} images")
-                record = txn.get(record_key(r, index))
+                record = self._get(txn, record_key(r, index))
                 if record is None:
                     raise UserError(f"{self.path} is damaged: record {record_key(r, index).decode()} is missing")
                 try:
@@ -234,7 +246,13 @@ class BatchLoader:
         return self
 
     def __next__(self) -> torch.Tensor:
-        batch = next(self._stream)
+        try:
+            batch = next(self._stream)
+        except UserError as exc:  # from a worker process, re-raised with its traceback as the message
+            text = str(exc).strip()
+            if text.startswith("Caught ") and "UserError: " in text:
+                raise UserError(text.rpartition("UserError: ")[2].splitlines()[0]) from None
+            raise
         return batch.pin_memory() if self._pin else batch
 
     def close(self) -> None:

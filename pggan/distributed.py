@@ -7,6 +7,7 @@ gloo on the CPU (tests run two gloo processes on one machine).
 
 from __future__ import annotations
 
+import datetime
 import gc
 import os
 import re
@@ -16,6 +17,13 @@ import torch
 import torch.distributed as dist
 
 from pggan.errors import UserError
+
+#: How long a collective waits for a silent peer before the job gives up (torch's own default is 30 minutes for
+#: gloo and 10 for NCCL: long on a cluster, where a lost node should free the allocation and requeue quickly).
+DEFAULT_TIMEOUT_MINUTES = 5.0
+
+#: Words in the RuntimeErrors gloo and NCCL raise when a peer died, hung up or timed out.
+_PEER_LOST_MARKERS = ("gloo", "nccl", "connection reset", "connection closed", "timed out", "broken pipe", "socket")
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,14 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
 
 
-def init_distributed(device: str = "auto") -> DistContext:
-    """Join the torchrun process group when launched by torchrun; otherwise a single-process context."""
+def init_distributed(device: str = "auto", timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> DistContext:
+    """Join the torchrun process group when launched by torchrun; otherwise a single-process context.
+
+    ``timeout_minutes`` bounds every collective: a rank whose peer was killed or whose node was lost
+    stops after at most that long (usually at once: the dead peer's socket closes) instead of hanging.
+    """
+    if timeout_minutes <= 0:
+        raise UserError(f"--dist-timeout must be positive, got {timeout_minutes}")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -68,8 +82,17 @@ def init_distributed(device: str = "auto") -> DistContext:
             torch.cuda.set_device(torch_device)
         backend = "nccl" if torch_device.type == "cuda" else "gloo"
         kwargs = {"device_id": torch_device} if torch_device.type == "cuda" else {}
-        dist.init_process_group(backend=backend, **kwargs)
+        timeout = datetime.timedelta(minutes=timeout_minutes)
+        dist.init_process_group(backend=backend, timeout=timeout, **kwargs)
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=torch_device)
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says another process of the job died, hung up or stopped answering."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(marker in text for marker in _PEER_LOST_MARKERS)
 
 
 def shutdown() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pggan.checkpoint import load_checkpoint
+from pggan.checkpoint import image_channels, load_checkpoint, load_networks, position
 from pggan.errors import UserError
 from pggan.schedule import Schedule
 from pggan.train_options import TrainOptions
@@ -74,27 +74,23 @@ def entry_images(schedule: Schedule, resolution: int, alpha: float) -> int:
 
 def apply_init(trainer: Trainer, state: dict[str, Any], channels: int) -> None:
     """Copy the checkpoint's networks into a freshly built trainer and move it to the entry point."""
-    if int(state["generator_config"].get("channels", channels)) != channels:
+    if image_channels(state) != channels:
         raise UserError(
-            f"--init networks make {state['generator_config']['channels']}-channel images, "
-            f"the dataset has {channels} channels"
+            f"--init networks make {image_channels(state)}-channel images, the dataset has {channels} channels"
         )
     s = trainer.state
-    try:
-        s.generator.load_state_dict(state["generator"])
-        s.discriminator.load_state_dict(state["discriminator"])
-        s.generator_ema.load_state_dict(state.get("generator_ema", state["generator"]))
-    except (KeyError, RuntimeError) as exc:
-        raise UserError(
-            f"--init: the checkpoint does not fit these networks: {str(exc).splitlines()[0][:200]}"
-        ) from None
-    entry = entry_images(trainer.schedule, int(state["resolution"]), float(state["alpha"]))
+    if "generator_ema" not in state:
+        state = {**state, "generator_ema": state["generator"]}
+    load_networks(state, s.generator, s.discriminator, s.generator_ema)
+    resolution, alpha = position(state)
+    entry = entry_images(trainer.schedule, resolution, alpha)
     if entry >= trainer.schedule.total_images:
         raise UserError(
-            f"--init enters the schedule at kimg {entry / 1000:g} ({state['resolution']}x{state['resolution']}, "
-            f"alpha {float(state['alpha']):g}); --total-kimg must be larger"
+            f"--init enters the schedule at kimg {entry / 1000:g} ({resolution}x{resolution}, "
+            f"alpha {alpha:g}); --total-kimg must be larger"
         )
-    trainer.images_shown = entry
-    trainer.next_snapshot = trainer._snapshot_images()
-    trainer.next_swd = trainer._swd_images()
-    trainer.next_tick = trainer._tick_images()
+    progress = trainer.progress
+    progress.images_shown = entry
+    progress.next_snapshot = trainer._snapshot_images()
+    progress.next_swd = trainer._swd_images()
+    progress.next_tick = trainer._tick_images()

@@ -6,12 +6,24 @@ any file is written, and reported as one line (``UserError``).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
-from pggan.checkpoint import load_checkpoint
-from pggan.distributed import DistContext, barrier, init_distributed, shutdown
+from pggan.checkpoint import (
+    Found,
+    find_readable_checkpoint,
+    generator_config,
+    is_resumable,
+    load_checkpoint,
+    run_checkpoints,
+    run_progress,
+    saved_options,
+)
+from pggan.distributed import DEFAULT_TIMEOUT_MINUTES, DistContext, barrier, init_distributed, peer_lost, shutdown
 from pggan.errors import UserError
 from pggan.resolutions import growth_resolutions, is_resolution
 from pggan.train import (
@@ -25,19 +37,62 @@ from pggan.train import (
 from pggan.train_options import TrainOptions, check_resumable, upgrade_saved_options
 
 
-def find_resume_checkpoint(resume: str, options: TrainOptions) -> Path | None:
-    """``RUN_DIR`` → its latest.pt; a file → itself; ``auto`` → the run's latest.pt if there is one."""
+def _on_rank_zero() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _last_logged_images(run_dir: Path) -> int | None:
+    """The furthest position stats.jsonl reached (images), to tell how much a fallback redoes."""
+    try:
+        lines = (run_dir / "stats.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return round(float(json.loads(line)["kimg"]) * 1000)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _report_fallback(found: Found) -> None:
+    note = found.fallback_note()
+    if note is None or not _on_rank_zero():
+        return
+    images = run_progress(found.state).images_shown
+    reached = _last_logged_images(found.path.parent)
+    redo = (
+        f"; the {reached - images} images trained after it (up to kimg {reached / 1000:.3f}) are trained again"
+        if reached is not None and reached > images
+        else ""
+    )
+    print(f"warning: {note} (kimg {images / 1000:.3f}){redo}", file=sys.stderr, flush=True)
+
+
+def find_resume_checkpoint(resume: str, options: TrainOptions) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to resume and its state: ``RUN_DIR`` or ``auto`` → the run's newest readable one.
+
+    When ``latest.pt`` cannot be read (a truncated copy, bit rot), the newest readable ``checkpoint-*.pt``
+    is used instead, and the user is told which one and how many images are trained again. ``auto`` with
+    no checkpoint yet → None (start the run).
+    """
     if resume == "auto":
-        candidate = Path(options.out) / (options.run_name or "") / "latest.pt"
-        return candidate if options.run_name and candidate.is_file() else None
-    path = Path(resume)
-    if path.is_dir():
-        path = path / "latest.pt"
-        if not path.is_file():
-            raise UserError(f"no latest.pt in {resume}: nothing to resume")
-    elif not path.exists():
-        raise UserError(f"cannot resume: {resume} does not exist")
-    return path
+        if not options.run_name:
+            return None
+        run_dir = Path(options.out) / options.run_name
+        if not run_checkpoints(run_dir):
+            return None
+    else:
+        run_dir = Path(resume)
+        if not run_dir.exists():
+            raise UserError(f"cannot resume: {resume} does not exist")
+        if not run_dir.is_dir():
+            return run_dir, load_checkpoint(run_dir)
+        if not run_checkpoints(run_dir):
+            raise UserError(f"no latest.pt or checkpoint-*.pt in {resume}: nothing to resume")
+    found = find_readable_checkpoint(run_dir, accept=is_resumable)
+    _report_fallback(found)
+    return found.path, found.state
 
 
 def default_run_name(options: TrainOptions) -> str:
@@ -45,8 +100,13 @@ def default_run_name(options: TrainOptions) -> str:
     return f"{stem}-{options.resolution}"
 
 
-def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> tuple[TrainOptions, dict[str, Any] | None, Path]:
-    """Merge saved options (when resuming) with the explicitly given ones; return options, state, run dir."""
+def resolve_options(
+    cli_values: dict[str, Any], explicit: set[str]
+) -> tuple[TrainOptions, tuple[Path, dict[str, Any]] | None, Path]:
+    """Merge saved options (when resuming) with the explicitly given ones.
+
+    Returns the options, the resumed checkpoint's (path, state) or None, and the run directory.
+    """
     given = {k: v for k, v in cli_values.items() if k in explicit}
     defaults = TrainOptions.from_dict({k: v for k, v in cli_values.items() if k != "resume"})
     resume = cli_values.get("resume")
@@ -58,32 +118,37 @@ def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> tuple[Tra
         defaults = options_for_init(defaults, explicit, load_init_checkpoint(defaults.init))
     if defaults.run_name is None and defaults.data:
         defaults.run_name = default_run_name(defaults)
-    checkpoint = find_resume_checkpoint(resume, defaults) if resume else None
-    if checkpoint is None:
+    resume = cli_values.get("resume")
+    found = find_resume_checkpoint(resume, defaults) if resume else None
+    if found is None:
         options = defaults
         if not options.data:
             raise UserError("--data DATASET is required (or --resume RUN_DIR to continue a run)")
         if not options.resolution:
             raise UserError("--resolution is required (or --resume RUN_DIR to continue a run)")
         run_dir = Path(options.out) / options.run_name
-        if (run_dir / "latest.pt").exists():
+        if run_checkpoints(run_dir):
             raise UserError(
                 f"run directory {run_dir} already holds a run: pass --resume {run_dir} (or --resume auto) "
                 "to continue it, or --run-name NAME to start another"
             )
         return options, None, run_dir
-    state = load_checkpoint(checkpoint)
-    if "options" not in state or "g_optimizer" not in state:
+    checkpoint, state = found
+    if not is_resumable(state):
         raise UserError(f"{checkpoint} holds networks only, not a training state that can be resumed")
-    saved = TrainOptions.from_dict(upgrade_saved_options(state["options"]))
+    saved = TrainOptions.from_dict(upgrade_saved_options(saved_options(state)))
     options = saved.merged({k: v for k, v in given.items() if k not in ("out", "run_name")})
     check_resumable(saved, options)
-    return options, state, checkpoint.parent
+    return options, found, checkpoint.parent
 
 
-def validate(options: TrainOptions, ctx: DistContext) -> int:
-    """Check the dataset and the schedule; return the dataset's channel count."""
+def validate(
+    options: TrainOptions, ctx: DistContext, state: dict[str, Any] | None = None, allow_new_data: bool = False
+) -> tuple[int, dict[str, Any]]:
+    """Check the dataset (against the one a resumed run used) and the schedule; return channels and fingerprint."""
+    from pggan.checkpoint import dataset_fingerprint as saved_fingerprint
     from pggan.data import read_meta
+    from pggan.dataset_identity import check_same_dataset, dataset_fingerprint
 
     if not is_resolution(options.resolution):
         raise UserError(f"--resolution must be a power of two from 4 to 1024, got {options.resolution}")
@@ -100,17 +165,24 @@ def validate(options: TrainOptions, ctx: DistContext) -> int:
     if options.latent_size < 1 or options.fmap_base < 1 or options.fmap_max < 1:
         raise UserError("--latent-size, --fmap-base and --fmap-max must be positive")
     check_batch_sizes(build_schedule(options), ctx.world_size, options.mbstd_group_size, options.preset)
-    return int(meta["channels"])
+    fingerprint = dataset_fingerprint(meta, options.data)
+    if state is not None:
+        model_channels = int(generator_config(state).get("channels", 3))
+        check_same_dataset(saved_fingerprint(state), fingerprint, model_channels, allow_new_data)
+    return int(meta["channels"]), fingerprint
 
 
 def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
     """The whole of ``pggan-train``: returns "done" or "interrupted"."""
-    options, state, run_dir = resolve_options(cli_values, explicit)
-    ctx = init_distributed(options.device)
+    options, found, run_dir = resolve_options(cli_values, explicit)
+    resume_path, state = found if found is not None else (None, None)
+    timeout = cli_values.get("dist_timeout") or DEFAULT_TIMEOUT_MINUTES
+    ctx = init_distributed(options.device, timeout_minutes=timeout)
+    trainer = None
     try:
         if is_resolution(options.resolution):
             options = options.resolved(ctx.world_size)  # the preset's tables for this many processes
-        channels = validate(options, ctx)
+        channels, fingerprint = validate(options, ctx, state, bool(cli_values.get("allow_new_data")))
         from pggan.data import make_batch_loader
 
         def batch_source(resolution: int, batch_size: int, start: int):
@@ -132,7 +204,18 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
             from pggan.init_run import load_init_checkpoint
 
             init_state = load_init_checkpoint(options.init)
-        trainer = Trainer(options, ctx, run_dir, channels, batch_source, resume_state=state, init_state=init_state)
+        trainer = Trainer(
+            options,
+            ctx,
+            run_dir,
+            channels,
+            batch_source,
+            resume_state=state,
+            init_state=init_state,
+            dataset=fingerprint,
+        )
+        if resume_path is not None:
+            trainer.last_checkpoint = (resume_path, trainer.images_shown)
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_options(run_dir, trainer.options)
@@ -152,5 +235,18 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
         if ctx.is_main and outcome == "done":
             print(f"done: {run_dir} (latest checkpoint {trainer.latest_path})")
         return outcome
+    except Exception as exc:
+        if ctx.distributed and peer_lost(exc):
+            raise UserError(_lost_peer_message(exc, ctx, trainer, run_dir)) from None
+        raise
     finally:
         shutdown()
+
+
+def _lost_peer_message(exc: BaseException, ctx: DistContext, trainer: Any, run_dir: Path) -> str:
+    reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    position = f"at kimg {trainer.images_shown / 1000:.3f}" if trainer is not None else "while starting"
+    return (
+        f"rank {ctx.rank}: lost contact with another process of the job {position} ({reason}); stopping. "
+        f"Rerun the same command with --resume auto (or --resume {run_dir}) to continue from the last checkpoint"
+    )

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pggan import __version__
-from pggan.checkpoint import atomic_write_bytes
+from pggan.atomic import WriteFailed, atomic_write_bytes, describe_os_error
 from pggan.errors import UserError
 from pggan.image_sources import ImageItem, SkipImage, list_images, load_square, read_bytes
 from pggan.pyramid import (
@@ -265,7 +265,10 @@ def prepare_dataset(
 
     _remove_stale_partials(out)
     temp = out.with_name(f"{_partial_prefix(out)}{os.getpid()}-{time.time_ns()}")
-    temp.mkdir()
+    try:
+        temp.mkdir()
+    except OSError as exc:
+        raise WriteFailed(out, exc) from None
     count = 0
     bytes_per_level = dict.fromkeys(resolutions, 0)
     results: Any = None
@@ -332,6 +335,10 @@ def prepare_dataset(
         (temp / "lock.mdb").unlink(missing_ok=True)  # readers open without locking; a finished dataset never changes
         _fsync_tree(temp)
         _move_into_place(temp, out)
+    except (lmdb.Error, OSError) as exc:  # a full disk, quota, read-only or failing file system
+        shutil.rmtree(temp, ignore_errors=True)
+        reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0][:200]
+        raise WriteFailed(out, f"{reason}; nothing was written (the partial dataset was removed)") from None
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise

@@ -174,13 +174,44 @@ def validate_meta(meta: Any, where: str) -> dict[str, Any]:
     return meta
 
 
+class DatasetDamaged(UserError):
+    """The dataset's files are truncated or corrupted: it must be copied again or rebuilt."""
+
+
+def _damaged(path: str | os.PathLike[str], what: str) -> DatasetDamaged:
+    return DatasetDamaged(
+        f"{path} is damaged: {what}. Copy it again from a good copy, or rebuild it with "
+        f"pggan-prepare SOURCE... --out {path} --resolution R --overwrite"
+    )
+
+
 def open_env(path: str | os.PathLike[str]) -> Any:
-    """Open a finished dataset read-only (no lock file: a finished dataset never changes)."""
+    """Open a finished dataset read-only (no lock file: a finished dataset never changes).
+
+    LMDB maps ``data.mdb`` into memory, and reading a page past the end of a truncated file kills the process
+    with SIGBUS, which no ``except`` can catch. So before any data page is touched, the file's size is checked
+    against what the environment's header says it holds (its last page × the page size): LMDB reads that header
+    with ``pread``, never through the map.
+    """
     import lmdb
 
-    return lmdb.open(
-        str(path), readonly=True, lock=False, readahead=False, max_readers=2048, subdir=True, map_size=MAP_SIZE
-    )
+    data_file = Path(path) / "data.mdb"
+    try:
+        env = lmdb.open(
+            str(path), readonly=True, lock=False, readahead=False, max_readers=2048, subdir=True, map_size=MAP_SIZE
+        )
+    except lmdb.Error as exc:
+        raise _damaged(path, f"data.mdb is not a readable LMDB file ({str(exc).splitlines()[0][:120]})") from None
+    try:
+        needed = (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
+        size = os.stat(data_file).st_size
+    except (lmdb.Error, OSError) as exc:
+        env.close()
+        raise _damaged(path, f"its LMDB header cannot be read ({str(exc).splitlines()[0][:120]})") from None
+    if size < needed:
+        env.close()
+        raise _damaged(path, f"data.mdb holds {size:,} bytes but its LMDB needs {needed:,} (a partial copy or sync?)")
+    return env
 
 
 _shared_envs: dict[tuple[int, int], tuple[int, Any]] = {}
@@ -223,7 +254,7 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         with shared_env(path).begin() as txn:
             raw = txn.get(META_KEY)
     except lmdb.Error as exc:
-        raise UserError(f"{path} is not a readable LMDB dataset ({str(exc).splitlines()[0][:200]})") from None
+        raise _damaged(path, f"its LMDB cannot be read ({str(exc).splitlines()[0][:200]})") from None
     if raw is None:
         raise UserError(f"{path} is incomplete: it has no meta record (was pggan-prepare interrupted?)")
     try:

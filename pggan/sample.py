@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pggan.checkpoint import atomic_write_bytes
+from pggan.atomic import atomic_write_bytes
 from pggan.distributed import resolve_device
 from pggan.errors import UserError
 
@@ -123,19 +123,23 @@ def parse_grid_size(text: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- the pggan-sample driver
 def load_sampler(checkpoint: str | os.PathLike[str], raw: bool, device: torch.device) -> tuple[Any, int, float]:
-    """Load a checkpoint and rebuild its generator; return ``(generator, resolution, alpha)`` where training stands."""
-    from pggan.checkpoint import build_generator, load_checkpoint
+    """Load a checkpoint (or a run directory's newest readable one) and rebuild its generator.
 
-    state = load_checkpoint(checkpoint)
-    missing = [key for key in ("generator_config", "resolution", "alpha") if key not in state]
-    if missing:
-        raise UserError(f"{checkpoint} is an incomplete pggan checkpoint (missing {', '.join(missing)})")
+    Returns ``(generator, resolution, alpha)`` where training stands.
+    """
+    import sys
+
+    from pggan.checkpoint import build_generator, load_checkpoint_or_run, position, require_generator
+
+    state = load_checkpoint_or_run(checkpoint, warn=lambda line: print(line, file=sys.stderr))
+    require_generator(state, checkpoint)
     try:
         generator = build_generator(state, ema=not raw, device=device)
     except (RuntimeError, TypeError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{checkpoint}: the generator cannot be rebuilt ({reason[:200]})") from None
-    return generator, int(state["resolution"]), float(state["alpha"])
+    resolution, alpha = position(state)
+    return generator, resolution, alpha
 
 
 def _check_output(path: Path, overwrite: bool) -> None:

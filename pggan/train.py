@@ -22,7 +22,17 @@ from typing import Any
 
 import torch
 
-from pggan.checkpoint import atomic_write_bytes, network_state, save_checkpoint
+from pggan.atomic import WriteFailed, append_line, atomic_write_bytes
+from pggan.checkpoint import (
+    RunProgress,
+    load_networks,
+    load_optimizers,
+    network_state,
+    restore_rng,
+    run_progress,
+    save_checkpoint,
+    training_state,
+)
 from pggan.defaults import TICK_KIMG
 from pggan.distributed import DistContext, all_reduce_sum
 from pggan.errors import UserError
@@ -49,6 +59,10 @@ STAT_KEYS = ("d_loss", "g_loss", "wdist", "gp", "drift", "real_score", "fake_sco
 
 class TrainingDiverged(UserError):
     """A loss became NaN or infinite: the run stops and keeps its last good checkpoint."""
+
+
+class OutputFailed(UserError):
+    """A file of the run could not be written (full disk, quota, read-only, I/O error): the run stops cleanly."""
 
 
 def kimg_label(images: int) -> str:
@@ -120,6 +134,7 @@ class Trainer:
         resume_state: dict[str, Any] | None = None,
         log: Callable[[str], None] = print,
         init_state: dict[str, Any] | None = None,
+        dataset: dict[str, Any] | None = None,
     ) -> None:
         options = options.resolved(ctx.world_size)
         self.options = options
@@ -162,13 +177,12 @@ class Trainer:
         self.grid_latents = torch.randn(
             options.grid_size**2, options.latent_size, generator=torch.Generator().manual_seed(options.seed + 1)
         )
-        self.images_shown = 0
-        self.step = 0
-        self.tick_index = 0
-        self.optimizer_phase = -1  # the phase the optimizers' moments belong to
-        self.elapsed_seconds = 0.0
-        self.next_tick = 0
-        self.next_snapshot = self._snapshot_images()
+        self.dataset = dataset  # the fingerprint of the data, saved so a resume can tell if it changed
+        self.progress = RunProgress()
+        self.progress.next_snapshot = self._snapshot_images()
+        self.progress.next_swd = self._swd_images()
+        self.resumed = resume_state is not None
+        self.last_checkpoint: tuple[Path, int] | None = None  # the newest checkpoint known to be whole
         self.phase: Phase | None = None
         self.loader: Iterator[torch.Tensor] | None = None
         self.stop_requested = False
@@ -178,14 +192,22 @@ class Trainer:
         self.tick_start = (time.perf_counter(), 0)
         self.writer: Any = None
         self.swd: Any = None
-        self.next_swd = self._swd_images()
         if resume_state is not None:
             self._restore(resume_state)
         elif init_state is not None:
             from pggan.init_run import apply_init
 
             apply_init(self, init_state, channels)
-        self.next_tick = max(self.next_tick, self.images_shown + 1) if self.images_shown else self._tick_images()
+        p = self.progress
+        p.next_tick = max(p.next_tick, p.images_shown + 1) if p.images_shown else self._tick_images()
+
+    @property
+    def images_shown(self) -> int:
+        return self.progress.images_shown
+
+    @property
+    def step(self) -> int:
+        return self.progress.step
 
     # ------------------------------------------------------------------ schedule positions
     def _tick_images(self) -> int:
@@ -193,7 +215,7 @@ class Trainer:
         kimg = self.options.tick_kimg or TICK_KIMG.get(resolution, 10)
         return self.images_shown + max(1, round(kimg * 1000))
 
-    def _swd_images(self) -> int | None:
+    def _swd_images(self) -> int | None:  # next_fid: set the same way when --fid-kimg arrives
         if not self.options.swd_kimg:
             return None
         return self.images_shown + max(1, round(self.options.swd_kimg * 1000))
@@ -204,50 +226,31 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoint state
     def checkpoint_state(self) -> dict[str, Any]:
         phase = self.schedule.phase_at(self.images_shown)
-        state = network_state(
-            self.state.generator,
-            self.state.discriminator,
-            self.state.generator_ema,
-            phase.resolution,
-            phase.alpha(self.images_shown),
+        s = self.state
+        networks = network_state(
+            s.generator, s.discriminator, s.generator_ema, phase.resolution, phase.alpha(self.images_shown)
         )
-        state.update(
-            {
-                "g_optimizer": self.state.g_optimizer.state_dict(),
-                "d_optimizer": self.state.d_optimizer.state_dict(),
-                "images_shown": self.images_shown,
-                "step": self.step,
-                "tick_index": self.tick_index,
-                "optimizer_phase": self.optimizer_phase,
-                "next_tick": self.next_tick,
-                "next_snapshot": self.next_snapshot,
-                "elapsed_seconds": self.elapsed_seconds,
-                "noise_rng": self.noise.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "options": self.options.to_dict(),
-            }
+        return training_state(
+            networks,
+            s.g_optimizer,
+            s.d_optimizer,
+            copy.copy(self.progress),
+            self.noise.get_state(),
+            self.options.to_dict(),
+            self.dataset,
         )
-        return state
 
     def _restore(self, state: dict[str, Any]) -> None:
         s = self.state
-        try:
-            s.generator.load_state_dict(state["generator"])
-            s.discriminator.load_state_dict(state["discriminator"])
-            s.generator_ema.load_state_dict(state["generator_ema"])
-            s.g_optimizer.load_state_dict(state["g_optimizer"])
-            s.d_optimizer.load_state_dict(state["d_optimizer"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise UserError(f"the checkpoint does not fit these networks: {str(exc).splitlines()[0][:200]}") from None
-        self.images_shown = int(state["images_shown"])
-        self.step = int(state["step"])
-        self.tick_index = int(state["tick_index"])
-        self.optimizer_phase = int(state["optimizer_phase"])
-        self.next_tick = int(state["next_tick"])
-        self.next_snapshot = int(state["next_snapshot"])
-        self.elapsed_seconds = float(state["elapsed_seconds"])
-        self.noise.set_state(state["noise_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        load_networks(state, s.generator, s.discriminator, s.generator_ema)
+        load_optimizers(state, s.g_optimizer, s.d_optimizer)
+        progress = run_progress(state)
+        if self.options.swd_kimg is None:
+            progress.next_swd = None
+        elif progress.next_swd is None:  # an older checkpoint, or SWD switched on at this resume
+            progress.next_swd = progress.images_shown + max(1, round(self.options.swd_kimg * 1000))
+        self.progress = progress
+        restore_rng(state, self.noise)
 
     # ------------------------------------------------------------------ the loop
     def request_stop(self) -> None:
@@ -255,10 +258,10 @@ class Trainer:
         self.stop_requested = True
 
     def _enter_phase(self, phase: Phase) -> None:
-        if phase.index != self.optimizer_phase:
+        if phase.index != self.progress.optimizer_phase:
             reset_optimizer(self.state.g_optimizer)
             reset_optimizer(self.state.d_optimizer)
-            self.optimizer_phase = phase.index
+            self.progress.optimizer_phase = phase.index
         set_learning_rate(self.state.g_optimizer, phase.learning_rate)
         set_learning_rate(self.state.d_optimizer, phase.learning_rate)
         self.state.enter_phase(phase.resolution, phase.fading)
@@ -271,32 +274,41 @@ class Trainer:
     def run(self) -> str:
         """Train until ``total_kimg`` or a stop request. Returns "done" or "interrupted"."""
         total = self.schedule.total_images
-        progress = self._progress_bar(total)
+        bar = self._progress_bar(total)
         self.tick_start = (time.perf_counter(), self.images_shown)
         try:
+            if self.resumed and self.ctx.is_main:
+                self._trim_stats()
             while self.images_shown < total:
                 phase = self.schedule.phase_at(self.images_shown)
                 if self.phase is None or phase.index != self.phase.index:
                     self._enter_phase(phase)
                 step_start = time.perf_counter()
                 self._one_step(phase)
-                self.elapsed_seconds += time.perf_counter() - step_start
-                if progress is not None:
-                    progress.update(phase.batch_size)
+                self.progress.elapsed_seconds += time.perf_counter() - step_start
+                if bar is not None:
+                    bar.update(phase.batch_size)
                 finished = self.images_shown >= total
-                if self.images_shown >= self.next_tick or finished or self.stop_requested:
-                    self._tick(write_latest=True)
-                if self.images_shown >= self.next_snapshot or finished:
+                if self.images_shown >= self.progress.next_tick or finished or self.stop_requested:
+                    self._tick()
+                if self.images_shown >= self.progress.next_snapshot or finished:
                     self._snapshot()
                 if self.stop_requested:
                     self.log(f"stopped at kimg {self.images_shown / 1000:.3f}; resume with --resume {self.run_dir}")
                     return "interrupted"
             return "done"
+        except WriteFailed as exc:
+            raise OutputFailed(
+                f"{exc}; training stopped at kimg {self.images_shown / 1000:.3f}; {self._recovery()}"
+            ) from None
         finally:
-            if progress is not None:
-                progress.close()
+            if bar is not None:
+                bar.close()
             if self.writer is not None:
-                self.writer.close()
+                try:
+                    self.writer.close()
+                except Exception:  # a failed events write is reported where it happened, not again here
+                    pass
             self._close_loader()
             self.state.release_views()
             self.phase = None
@@ -320,8 +332,8 @@ class Trainer:
         stats = train_step(
             self.state, StepInputs(reals, d_latents, mix, g_latents), phase.resolution, alpha, beta, options.amp
         )
-        self.images_shown += phase.batch_size
-        self.step += 1
+        self.progress.images_shown += phase.batch_size
+        self.progress.step += 1
         for key in STAT_KEYS:
             self.stats_sum[key] = self.stats_sum.get(key, 0.0) + stats[key].float()
         self.stats_steps += 1
@@ -331,7 +343,7 @@ class Trainer:
         if flags[0] > 0:
             raise TrainingDiverged(
                 f"non-finite loss at step {self.step} (kimg {self.images_shown / 1000:.3f}, "
-                f"{phase.resolution}x{phase.resolution}); stopped, the last good checkpoint is {self.latest_path}"
+                f"{phase.resolution}x{phase.resolution}); stopped. {self._recovery(resume=False)}"
             )
         if flags[1] > 0:
             self.stop_requested = True
@@ -342,13 +354,43 @@ class Trainer:
         if not bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all()):
             raise TrainingDiverged(
                 f"non-finite parameters after step {self.step} (kimg {self.images_shown / 1000:.3f}); "
-                f"stopped, the last good checkpoint is {self.latest_path}"
+                f"stopped. {self._recovery(resume=False)}"
             )
 
     # ------------------------------------------------------------------ outputs (rank 0)
     @property
     def latest_path(self) -> Path:
         return self.run_dir / "latest.pt"
+
+    def _recovery(self, resume: bool = True) -> str:
+        """What is left and what to do: the last checkpoint known to be whole, and how to continue."""
+        if self.last_checkpoint is None:
+            where = "no checkpoint of this run was written yet"
+        else:
+            path, images = self.last_checkpoint
+            where = f"the last good checkpoint is {path} (kimg {images / 1000:.3f})"
+        advice = f"; free space or fix the file system, then rerun with --resume {self.run_dir}" if resume else ""
+        return where + advice
+
+    def _save(self, path: Path) -> None:
+        save_checkpoint(self.checkpoint_state(), path)
+        self.last_checkpoint = (path, self.images_shown)
+
+    def _trim_stats(self) -> None:
+        """Drop stats lines past the resumed position: they are logged again, so the log reads as one run."""
+        path = self.run_dir / "stats.jsonl"
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if round(float(json.loads(line)["kimg"]) * 1000) > self.images_shown:
+                    continue
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn or foreign line
+            kept.append(line + "\n")
+        if len(kept) != len(path.read_text(encoding="utf-8").splitlines()):
+            atomic_write_bytes(path, lambda handle: handle.write("".join(kept).encode("utf-8")))
 
     def _progress_bar(self, total: int) -> Any:
         if not self.ctx.is_main:
@@ -367,7 +409,7 @@ class Trainer:
             leave=False,
         )
 
-    def _tick(self, write_latest: bool) -> None:
+    def _tick(self) -> None:
         now = time.perf_counter()
         start_time, start_images = self.tick_start
         images = max(1, self.images_shown - start_images)
@@ -377,8 +419,9 @@ class Trainer:
         if self.ctx.distributed:
             values = all_reduce_sum(torch.tensor(list(stats.values()), device=self.ctx.device), self.ctx)
             stats = dict(zip(stats, (values / self.ctx.world_size).tolist(), strict=True))
+        p = self.progress
         record = {
-            "tick": self.tick_index,
+            "tick": p.tick_index,
             "kimg": self.images_shown / 1000,
             "step": self.step,
             "resolution": phase.resolution,
@@ -387,24 +430,24 @@ class Trainer:
             **stats,
             "sec_per_kimg": seconds / images * 1000,
             "img_per_s": images / seconds if seconds > 0 else math.inf,
-            "total_seconds": self.elapsed_seconds,
+            "total_seconds": p.elapsed_seconds,
             "memory_mb": self._memory_mb(),
         }
-        self.tick_index += 1
+        p.tick_index += 1
         self.stats_sum, self.stats_steps = {}, 0
-        self.next_tick = self._tick_images()
+        if self.images_shown >= p.next_tick:  # a tick forced by a stop or the end keeps the cadence
+            p.next_tick = self._tick_images()
         self.tick_start = (time.perf_counter(), self.images_shown)
         self._check_finite_parameters()
-        if self.next_swd is not None and self.images_shown >= self.next_swd:
-            self.next_swd = self._swd_images()
+        if p.next_swd is not None and self.images_shown >= p.next_swd:
+            p.next_swd = self._swd_images()
             if self.ctx.is_main:
                 record["swd"] = self._evaluate_swd()
-        if write_latest and self.ctx.is_main:
-            save_checkpoint(self.checkpoint_state(), self.latest_path)
         if not self.ctx.is_main:
             return
-        with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        # The line first, then the checkpoint: a resume trims lines past its checkpoint, so the log stays whole.
+        append_line(self.run_dir / "stats.jsonl", json.dumps(record))
+        self._save(self.latest_path)
         self.log(
             f"tick {record['tick']:<4d} kimg {record['kimg']:9.3f}  res {record['resolution']:4d}  "
             f"alpha {record['alpha']:.3f}  D {record.get('d_loss', 0):+.3f}  G {record.get('g_loss', 0):+.3f}  "
@@ -415,21 +458,24 @@ class Trainer:
             self.log(f"SWD x1e3 at {record['resolution']}x{record['resolution']}  {swd}")
         writer = self._tensorboard()
         if writer is not None:
-            for key, value in record.items():
-                if key == "swd":
-                    for level, distance in value.items():
-                        writer.add_scalar(f"swd/{level}", distance, self.images_shown)
-                elif key not in ("tick", "step"):
-                    writer.add_scalar(f"train/{key}", value, self.images_shown)
-            writer.flush()
+            try:
+                for key, value in record.items():
+                    if key == "swd":
+                        for level, distance in value.items():
+                            writer.add_scalar(f"swd/{level}", distance, self.images_shown)
+                    elif key not in ("tick", "step"):
+                        writer.add_scalar(f"train/{key}", value, self.images_shown)
+                writer.flush()
+            except OSError as exc:
+                raise WriteFailed(f"{self.run_dir}/events.out.tfevents.* (TensorBoard)", exc) from None
 
     def _snapshot(self) -> None:
-        self.next_snapshot = self._snapshot_images()
+        self.progress.next_snapshot = self._snapshot_images()
         if not self.ctx.is_main:
             return
         label = kimg_label(self.images_shown)
         self.write_grid(self.run_dir / f"grid-{label}.png")
-        save_checkpoint(self.checkpoint_state(), self.run_dir / f"checkpoint-{label}.pt")
+        self._save(self.run_dir / f"checkpoint-{label}.pt")
 
     def write_grid(self, path: Path) -> None:
         """The EMA generator's images for the run's fixed latents, at the current resolution and alpha."""
@@ -445,9 +491,11 @@ class Trainer:
         if writer is not None:
             from pggan.sample import images_to_uint8, make_grid
 
-            writer.add_image(
-                "ema_grid", make_grid(images_to_uint8(images.cpu()), n, n), self.images_shown, dataformats="HWC"
-            )
+            try:
+                grid = make_grid(images_to_uint8(images.cpu()), n, n)
+                writer.add_image("ema_grid", grid, self.images_shown, dataformats="HWC")
+            except OSError as exc:
+                raise WriteFailed(f"{self.run_dir}/events.out.tfevents.* (TensorBoard)", exc) from None
 
     def _evaluate_swd(self) -> dict[str, float]:
         from pggan.train_swd import TrainingSWD
@@ -465,7 +513,10 @@ class Trainer:
         if self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(self.run_dir))
+            try:  # purge_step: events past a resumed position are dropped, as stats.jsonl's lines are
+                self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.images_shown or None)
+            except OSError as exc:
+                raise WriteFailed(f"{self.run_dir}/events.out.tfevents.* (TensorBoard)", exc) from None
         return self.writer
 
     def _memory_mb(self) -> float:

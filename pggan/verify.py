@@ -21,6 +21,7 @@ import numpy as np
 from pggan.pyramid import (
     LEGACY_LEVEL_RULE,
     META_KEY,
+    DatasetDamaged,
     box_downsample,
     build_levels,
     decode_record_into,
@@ -61,10 +62,17 @@ class VerifyResult:
 
 def verify_dataset(path: str | os.PathLike[str], progress: bool = True) -> VerifyResult:
     """Check the dataset at ``path`` record by record; UserError only if it is not a finished dataset at all."""
+    import lmdb
     from tqdm import tqdm
 
     path = Path(path)
-    meta = read_meta(path)
+    try:
+        meta = read_meta(path)
+    except DatasetDamaged as exc:  # truncated or unreadable: a finding of the check, not a reason to crash
+        result = VerifyResult(path, 0, [], 0)
+        result.problems.append(str(exc))
+        result.problem_count = 1
+        return result
     count, channels = int(meta["count"]), int(meta["channels"])
     resolutions = sorted(int(r) for r in meta["resolutions"])
     encoding = {int(r): e for r, e in meta["encoding"].items()}
@@ -90,7 +98,12 @@ def verify_dataset(path: str | os.PathLike[str], progress: bool = True) -> Verif
             expected_levels: dict[int, np.ndarray] | None = None  # float-rint: all levels from the top one
             for r in reversed(resolutions):  # top level first, so each level can be checked against the one above
                 key = record_key(r, index)
-                record = txn.get(key)
+                try:
+                    record = txn.get(key)
+                except lmdb.Error as exc:
+                    problem(f"record {key.decode()} cannot be read ({str(exc).splitlines()[0][:120]})")
+                    above = None
+                    continue
                 if record is None:
                     problem(f"record {key.decode()} is missing")
                     above = None

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pggan.checkpoint import atomic_write_bytes
+from pggan.atomic import atomic_write_bytes
 from pggan.errors import UserError
 from pggan.sample import generate_uint8, make_grid
 

@@ -7,7 +7,13 @@ import time
 import pytest
 import torch
 
-from pggan.checkpoint import build_generator, load_checkpoint, network_state, save_checkpoint
+from pggan.checkpoint import (
+    build_generator,
+    find_readable_checkpoint,
+    load_checkpoint,
+    network_state,
+    save_checkpoint,
+)
 from pggan.errors import UserError
 from pggan.networks import Discriminator, Generator
 
@@ -96,3 +102,55 @@ def test_kill_9_during_saves_leaves_a_loadable_checkpoint(tmp_path):
     proc.wait(timeout=30)
     state = load_checkpoint(path)
     assert state["images_shown"] >= 1 and state["weights"].shape == (4_000_000,)
+
+
+def test_checksum_catches_bit_rot_that_torch_load_would_not(tmp_path):
+    _, state = small_state()
+    marker = torch.arange(1000, dtype=torch.float32) + 0.5  # bytes easy to find in the file
+    path = tmp_path / "latest.pt"
+    save_checkpoint({**state, "marker": marker}, path)
+    assert torch.load(path, weights_only=True)["marker"].equal(marker)  # the trailer keeps it a plain torch file
+    data = bytearray(path.read_bytes())
+    where = bytes(data).find(marker.numpy().tobytes())
+    assert where > 0
+    data[where + 400] ^= 0x01  # one flipped bit inside a tensor
+    path.write_bytes(bytes(data))
+    silently_wrong = torch.load(path, weights_only=True)["marker"]
+    assert not silently_wrong.equal(marker)  # torch alone would hand back damaged weights
+    with pytest.raises(UserError, match="SHA-256 does not match"):
+        load_checkpoint(path)
+
+
+def test_newest_readable_checkpoint_is_found_when_latest_is_damaged(tmp_path):
+    _, state = small_state()
+    for kimg in (40, 80, 120):
+        save_checkpoint({**state, "images_shown": kimg}, tmp_path / f"checkpoint-{kimg / 1000:010.3f}.pt")
+    save_checkpoint({**state, "images_shown": 120}, tmp_path / "latest.pt")
+    assert find_readable_checkpoint(tmp_path).path.name == "latest.pt"
+    (tmp_path / "latest.pt").write_bytes((tmp_path / "latest.pt").read_bytes()[:-100])
+    (tmp_path / "checkpoint-000000.120.pt").write_bytes(b"")
+    found = find_readable_checkpoint(tmp_path)
+    assert found.path.name == "checkpoint-000000.080.pt" and found.state["images_shown"] == 80
+    assert [p.name for p, _ in found.unreadable] == ["latest.pt", "checkpoint-000000.120.pt"]
+    assert "using checkpoint-000000.080.pt" in found.fallback_note()
+
+
+def test_refused_write_is_one_error_and_keeps_the_old_file(tmp_path):
+    path = tmp_path / "latest.pt"
+    script = (
+        "import resource, signal, sys, torch\n"
+        "from pggan.checkpoint import save_checkpoint\n"
+        "from pggan.atomic import WriteFailed\n"
+        "save_checkpoint({'w': torch.zeros(10)}, sys.argv[1])\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+        "try:\n"
+        "    save_checkpoint({'w': torch.zeros(100_000)}, sys.argv[1])\n"
+        "except WriteFailed as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"cannot write {path}: File too large (EFBIG)"
+    assert load_checkpoint(path)["w"].shape == (10,)
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pggan.checkpoint import load_checkpoint
+from pggan.checkpoint import load_checkpoint, run_progress
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -50,20 +50,20 @@ def test_train_then_resume_with_larger_total(dataset, tmp_path):
     assert options["batch_schedule"] == "4:8,8:8,16:8" and options["mbstd_group_size"] == 4
     assert options["gp_space"] == "official" and options["tf32"] is False
     assert "global batch  4:8  8:8  16:8" in first.stdout
-    assert load_checkpoint(run_dir / "latest.pt")["images_shown"] == 40
+    assert run_progress(load_checkpoint(run_dir / "latest.pt")).images_shown == 40
     assert (run_dir / "grid-000000.040.png").is_file() and (run_dir / "checkpoint-000000.040.pt").is_file()
     # Resume with only the run directory and a larger total: saved options, new total.
     second = run("pggan-train", "--resume", run_dir, "--total-kimg", 0.08)
     assert second.returncode == 0, second.stderr
     state = load_checkpoint(run_dir / "latest.pt")
-    assert state["images_shown"] == 80 and state["resolution"] == 16
+    assert run_progress(state).images_shown == 80 and state["resolution"] == 16
     assert state["options"]["fmap_max"] == 8  # saved options were used
     ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
-    assert [t["kimg"] for t in ticks] == [0.016, 0.032, 0.04, 0.056, 0.072, 0.08]
+    assert [t["kimg"] for t in ticks] == [0.016, 0.032, 0.04, 0.048, 0.064, 0.08]
     # Starting again under the same name is refused rather than overwriting the run.
     again = run("pggan-train", "--data", dataset, "--resolution", 16, "--out", out, "--run-name", "r", *TINY)
     assert again.returncode != 0 and "already holds a run" in again.stderr
-    assert load_checkpoint(run_dir / "latest.pt")["images_shown"] == 80
+    assert run_progress(load_checkpoint(run_dir / "latest.pt")).images_shown == 80
 
 
 def test_sigterm_writes_checkpoint_and_exits_cleanly(dataset, tmp_path):
@@ -81,10 +81,10 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(dataset, tmp_path):
     assert proc.returncode == 0, stderr
     assert "resume with --resume" in stdout
     state = load_checkpoint(out / "r" / "latest.pt")
-    assert state["images_shown"] >= 48
-    resumed = run("pggan-train", "--resume", out / "r", "--total-kimg", state["images_shown"] / 1000 + 0.016)
+    assert run_progress(state).images_shown >= 48
+    resumed = run("pggan-train", "--resume", out / "r", "--total-kimg", run_progress(state).images_shown / 1000 + 0.016)
     assert resumed.returncode == 0, resumed.stderr
-    assert load_checkpoint(out / "r" / "latest.pt")["images_shown"] == state["images_shown"] + 16
+    assert run_progress(load_checkpoint(out / "r" / "latest.pt")).images_shown == run_progress(state).images_shown + 16
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_torchrun_two_processes_train_like_one(dataset, tmp_path):
     assert single.returncode == 0, single.stderr
     ddp = load_checkpoint(out / "ddp" / "latest.pt")
     one = load_checkpoint(out / "one" / "latest.pt")
-    assert ddp["images_shown"] == one["images_shown"] == 48
+    assert run_progress(ddp).images_shown == run_progress(one).images_shown == 48
     for key in ("generator", "discriminator", "generator_ema"):
         for name, tensor in one[key].items():
             torch.testing.assert_close(ddp[key][name], tensor, rtol=1e-4, atol=1e-5, msg=f"{key}.{name}")
@@ -178,4 +178,4 @@ def test_resume_auto_starts_then_continues(dataset, tmp_path):
     second = run("pggan-train", *args, "--total-kimg", 0.032)  # the same job script, re-submitted
     assert second.returncode == 0, second.stderr
     assert "resuming run" in second.stdout
-    assert load_checkpoint(out / "job" / "latest.pt")["images_shown"] == 32
+    assert run_progress(load_checkpoint(out / "job" / "latest.pt")).images_shown == 32

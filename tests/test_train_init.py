@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pggan.checkpoint import load_checkpoint
+from pggan.checkpoint import load_checkpoint, run_progress
 from pggan.distributed import DistContext
 from pggan.errors import UserError
 from pggan.init_run import entry_images
@@ -86,8 +86,9 @@ def test_train_init_fine_tunes_imported_networks(dataset, imported, tmp_path):
     ticks = [json.loads(line) for line in (out / "ft" / "stats.jsonl").read_text().splitlines()]
     assert "fade-in to 16x16" in result.stdout and "kimg 0.056" in result.stdout
     assert [(t["kimg"], t["resolution"]) for t in ticks] == [(0.072, 16), (0.08, 16)]
-    assert state["images_shown"] == 80  # 56 (entry) + 3 steps of 8
-    assert state["step"] == 3  # fresh counters; fresh optimizers, reset again when the stable phase began at 64
+    progress = run_progress(state)
+    assert progress.images_shown == 80  # 56 (entry) + 3 steps of 8
+    assert progress.step == 3  # fresh counters; fresh optimizers, reset again when the stable phase began at 64
     assert {int(s["step"]) for s in state["g_optimizer"]["state"].values()} == {2}
     # Trained from the imported weights: three Adam steps of lr 0.001 move each weight by at most ~0.003.
     for key in ("generator", "discriminator"):
@@ -96,7 +97,7 @@ def test_train_init_fine_tunes_imported_networks(dataset, imported, tmp_path):
     # The run resumes like any other.
     again = run("pggan-train", "--resume", out / "ft", "--total-kimg", 0.096)
     assert again.returncode == 0, again.stderr
-    assert load_checkpoint(out / "ft" / "latest.pt")["images_shown"] == 96
+    assert run_progress(load_checkpoint(out / "ft" / "latest.pt")).images_shown == 96
 
 
 def test_train_init_refuses_conflicts(dataset, imported, tmp_path):

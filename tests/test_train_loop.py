@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from pggan.checkpoint import load_checkpoint
+from pggan.checkpoint import load_checkpoint, run_progress
 from pggan.distributed import DistContext
 from pggan.train import Trainer
 from tests.train_helpers import random_pyramid, tensor_source, tiny_options
@@ -44,7 +44,7 @@ def test_resume_is_bitwise_exact_from_any_point(tmp_path):
         first = make_trainer(root, total_kimg=stop_at / 1000)
         assert first.run() == "done" and first.images_shown == stop_at
         state = load_checkpoint(root / "runs" / "run" / "latest.pt")
-        assert state["images_shown"] == stop_at
+        assert run_progress(state).images_shown == stop_at
         second = make_trainer(root, resume_state=state)
         assert second.run() == "done"
         got = params(second)
@@ -72,7 +72,7 @@ def test_stop_request_checkpoints_and_resumes(tmp_path):
     assert trainer.run() == "interrupted"
     assert trainer.images_shown == 40
     state = load_checkpoint(tmp_path / "runs" / "run" / "latest.pt")
-    assert state["images_shown"] == 40
+    assert run_progress(state).images_shown == 40
     resumed = make_trainer(tmp_path, resume_state=state)
     assert resumed.run() == "done"
     reference = make_trainer(tmp_path / "ref")
@@ -86,3 +86,42 @@ def test_optimizer_moments_reset_at_every_phase_start(tmp_path):
     # 24 images = two steps at 4×4 and one step into the fade: Adam has taken exactly one step since the reset.
     steps = {int(v["step"]) for v in trainer.state.d_optimizer.state_dict()["state"].values()}
     assert steps == {1}
+
+
+class _CountingSWD(Trainer):
+    """SWD itself is tested elsewhere; here only *when* it runs matters, so it reports the position."""
+
+    def _evaluate_swd(self):
+        return {"avg": float(self.images_shown)}
+
+
+def test_stopped_and_resumed_run_keeps_tick_and_swd_cadence(tmp_path):
+    def trainer(root, state=None):
+        options = tiny_options(root, swd_kimg=0.032)
+        run_dir = Path(options.out) / options.run_name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        source = tensor_source(random_pyramid())
+        return _CountingSWD(options, DistContext(), run_dir, 3, source, resume_state=state, log=lambda m: None)
+
+    def lines(root):
+        records = [json.loads(x) for x in (root / "runs" / "run" / "stats.jsonl").read_text().splitlines()]
+        return [r["kimg"] for r in records], [r["kimg"] for r in records if "swd" in r]
+
+    trainer(tmp_path / "ref").run()
+    first = trainer(tmp_path / "b")
+    original = first.batch_source
+
+    def source(resolution, batch_size, start):
+        for batch in original(resolution, batch_size, start):
+            if start + batch_size >= 40:
+                first.request_stop()  # a SIGTERM during the step that reaches kimg 0.040
+            yield batch
+
+    first.batch_source = source
+    assert first.run() == "interrupted" and first.images_shown == 40
+    state = load_checkpoint(tmp_path / "b" / "runs" / "run" / "latest.pt")
+    assert run_progress(state).next_swd == 64  # saved with the other counters
+    assert trainer(tmp_path / "b", state).run() == "done"
+    ticks, swd = lines(tmp_path / "ref")
+    assert (ticks, swd) == ([0.016, 0.032, 0.048, 0.064, 0.08], [0.032, 0.064])
+    assert lines(tmp_path / "b") == (sorted([*ticks, 0.04]), swd)  # the stop adds its own line, nothing moves

@@ -75,13 +75,13 @@ def _open_folder(path: Path) -> ImageSet:
 
 
 def _open_checkpoint(path: Path) -> ImageSet:
-    from pggan.checkpoint import load_checkpoint
+    import sys
 
-    state = load_checkpoint(path)
-    if "generator_config" not in state or "resolution" not in state:
-        raise UserError(f"{path} holds no generator to draw images from")
-    channels = int(state["generator_config"].get("channels", 3))
-    return ImageSet(path, "checkpoint", int(state["resolution"]), channels, None, _state=state)
+    from pggan.checkpoint import image_channels, load_checkpoint_or_run, position, require_generator
+
+    state = load_checkpoint_or_run(path, warn=lambda line: print(line, file=sys.stderr))
+    require_generator(state, path)
+    return ImageSet(path, "checkpoint", position(state)[0], image_channels(state), None, _state=state)
 
 
 def _open_dataset(path: Path) -> ImageSet:
@@ -104,8 +104,10 @@ def open_image_set(path: str | os.PathLike[str]) -> ImageSet:
         return _open_checkpoint(path)
     if (path / "data.mdb").is_file():
         return _open_dataset(path)
-    if (path / "latest.pt").is_file():
-        return _open_checkpoint(path / "latest.pt")
+    from pggan.checkpoint import run_checkpoints
+
+    if run_checkpoints(path):
+        return _open_checkpoint(path)
     return _open_folder(path)
 
 
@@ -160,10 +162,10 @@ def _resize_generated(images: torch.Tensor, resolution: int) -> torch.Tensor:
 def _checkpoint_batches(
     state: dict[str, Any], num: int, resolution: int, seed: int, device: torch.device, batch: int
 ) -> Iterator[torch.Tensor]:
-    from pggan.checkpoint import build_generator
+    from pggan.checkpoint import build_generator, position
 
     generator = build_generator(state, ema=True, device=device)
-    own_resolution, alpha = int(state["resolution"]), float(state.get("alpha", 1.0))
+    own_resolution, alpha = position(state)
     rng = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, _LATENT_STREAM]).generate_state(1)[0]))
     for start in range(0, num, batch):
         z = torch.randn(min(batch, num - start), generator.latent_size, generator=rng).to(device)
@@ -259,7 +261,7 @@ def compare(
         "swd": {str(k): v for k, v in scores.items()},
     }
     if json_path is not None:
-        from pggan.checkpoint import atomic_write_bytes
+        from pggan.atomic import atomic_write_bytes
 
         text = json.dumps(report, indent=2) + "\n"
         atomic_write_bytes(json_path, lambda handle: handle.write(text.encode()))

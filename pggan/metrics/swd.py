@@ -349,7 +349,7 @@ def _load_cache(path: Path, key: str) -> DescriptorSet | None:
 
 
 def _save_cache(path: Path, key: str, desc: DescriptorSet) -> None:
-    from pggan.checkpoint import atomic_write_bytes
+    from pggan.atomic import atomic_write_bytes
 
     state = {
         "format": CACHE_FORMAT,
