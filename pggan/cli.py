@@ -45,10 +45,6 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _not_implemented(command: str) -> None:
-    raise UserError(f"{command} is not implemented yet in this version of pggan")
-
-
 # ---------------------------------------------------------------- pggan-prepare
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("sources", nargs=-1, type=click.Path())
@@ -149,7 +145,7 @@ def prepare_command(**options: Any) -> None:
     help="Start from this checkpoint's networks (e.g. pggan-import's): fresh optimizers, schedule at its resolution.",
 )
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (with torchrun: cuda).")
 @click.option("--tick-kimg", type=float, default=None, help="kimg between log lines [default: official, per res].")
 @click.option(
     "--snapshot-kimg", type=float, default=defaults.SNAPSHOT_KIMG, show_default=True, help="kimg between snapshots."

@@ -179,3 +179,22 @@ def test_resume_auto_starts_then_continues(dataset, tmp_path):
     assert second.returncode == 0, second.stderr
     assert "resuming run" in second.stdout
     assert run_progress(load_checkpoint(out / "job" / "latest.pt")).images_shown == 32
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [("cuda:0", "no CUDA device is available"), ("tpu", "must be auto, cpu, cuda or cuda:N")],
+)
+def test_device_accepts_the_same_names_as_the_other_commands(dataset, tmp_path, device, message):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("a GPU is present: cuda:0 is valid here")
+    from click.testing import CliRunner
+
+    from pggan.cli import train_command
+
+    result = CliRunner().invoke(
+        train_command, ["--data", str(dataset), "--resolution", "16", "--out", str(tmp_path), "--device", device]
+    )
+    assert result.exit_code == 1 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
