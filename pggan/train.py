@@ -36,16 +36,15 @@ from pggan.checkpoint import (
 from pggan.defaults import TICK_KIMG
 from pggan.distributed import DistContext, all_reduce_sum
 from pggan.errors import UserError
-from pggan.networks import Discriminator, Generator
 from pggan.presets import PRESETS
 from pggan.schedule import Phase, Schedule, parse_batch_schedule, parse_learning_rates
 from pggan.train_options import TrainOptions
 from pggan.train_step import (
-    GanState,
     StepInputs,
+    build_gan_state,
+    configure_torch,
     draw_step_noise,
     ema_beta_for,
-    make_optimizer,
     reset_optimizer,
     set_learning_rate,
     train_step,
@@ -144,35 +143,24 @@ class Trainer:
         self.log = log if ctx.is_main else (lambda message: None)
         self.schedule = build_schedule(options)
         check_batch_sizes(self.schedule, ctx.world_size, options.mbstd_group_size, options.preset)
-        device = ctx.device
-        torch.manual_seed(options.seed)  # identical initial weights on every rank
-        generator = Generator(options.resolution, channels, options.latent_size, options.fmap_base, options.fmap_max)
-        discriminator = Discriminator(
+        configure_torch(ctx.device, tf32=options.tf32, compile=options.compile)
+        self.state = build_gan_state(
             options.resolution,
             channels,
-            options.fmap_base,
-            options.fmap_max,
-            options.mbstd_group_size,
+            ctx.device,
+            latent_size=options.latent_size,
+            fmap_base=options.fmap_base,
+            fmap_max=options.fmap_max,
+            mbstd_group_size=options.mbstd_group_size,
             fused_downsample=options.fused_downsample,
             mbstd_strided=options.mbstd_strided,
-        )
-        generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
-        memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-        for net in (generator, discriminator, generator_ema):
-            net.to(device=device, memory_format=memory_format)
-        self.memory_format = memory_format
-        self.state = GanState(
-            generator=generator,
-            discriminator=discriminator,
-            generator_ema=generator_ema,
-            g_optimizer=make_optimizer(generator, options.lr, device),
-            d_optimizer=make_optimizer(discriminator, options.lr, device),
-            device=device,
+            learning_rate=options.lr,
+            seed=options.seed,  # identical initial weights on every rank
             ddp=ctx.distributed,
             compile=options.compile,
             gp_space=options.gp_space,
-            tf32=options.tf32,
         )
+        self.memory_format = self.state.memory_format
         self.noise = torch.Generator().manual_seed(options.seed)
         self.grid_latents = torch.randn(
             options.grid_size**2, options.latent_size, generator=torch.Generator().manual_seed(options.seed + 1)

@@ -13,6 +13,7 @@ reaches the parameters through a single gradient all-reduce.
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,18 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pggan.defaults import ADAM_BETAS, ADAM_EPS, GP_SPACE, GP_SPACES, TF32
+from pggan.defaults import (
+    ADAM_BETAS,
+    ADAM_EPS,
+    FMAP_BASE,
+    FMAP_MAX,
+    GP_SPACE,
+    GP_SPACES,
+    LATENT_SIZE,
+    LEARNING_RATE,
+    MBSTD_GROUP_SIZE,
+    TF32,
+)
 from pggan.layers import downsample2x, upsample2x
 from pggan.losses import d_loss, g_loss
 from pggan.networks import Discriminator, Generator, stage_of
@@ -125,17 +137,12 @@ class GanState:
     g_params: list[torch.Tensor] = field(default_factory=list, repr=False)
     compile: bool = False
     gp_space: str = GP_SPACE
-    tf32: bool = TF32
+    memory_format: torch.memory_format = torch.contiguous_format  # of the networks and the images fed to them
     ema_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = field(default=None, repr=False)
     fakes_forward: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        configure_backend(self.device, self.tf32)
-        self.fakes_forward = self.generator
-        if self.compile:
-            # Enough cache entries for every (resolution, fading) phase of a 4 → 1024 run.
-            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-            self.fakes_forward = torch.compile(self.generator, dynamic=False)
+        self.fakes_forward = torch.compile(self.generator, dynamic=False) if self.compile else self.generator
 
     def enter_phase(self, resolution: int, fading: bool) -> None:
         """Build the loss views (wrapped in DDP when distributed) for a phase.
@@ -162,16 +169,75 @@ class GanState:
         self.g_params = []
 
 
-def configure_backend(device: torch.device, tf32: bool = TF32) -> None:
-    """cuDNN autotuning on CUDA (shapes are fixed within a phase) and the TF32 choice; nothing on the CPU.
+def configure_torch(device: torch.device, tf32: bool = TF32, compile: bool = False) -> None:
+    """Every process-global torch setting training needs, in one place; call it once before building a state.
 
-    PyTorch runs cuDNN convolutions in TF32 on Ampere and later by default (10-bit mantissa); the
-    official runs are float32, so TF32 is off for convolutions and matmuls unless ``tf32`` is set.
+    On CUDA: cuDNN autotuning (shapes are fixed within a phase) and the TF32 choice — PyTorch runs cuDNN
+    convolutions in TF32 on Ampere and later by default (10-bit mantissa); the official runs are float32,
+    so TF32 is off for convolutions and matmuls unless ``tf32`` is set. With ``compile``: enough dynamo
+    cache entries for every (resolution, fading) phase of a 4 → 1024 run. Nothing else on the CPU.
     """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
+    if compile:
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+
+
+def build_gan_state(
+    resolution: int,
+    channels: int,
+    device: torch.device,
+    *,
+    latent_size: int = LATENT_SIZE,
+    fmap_base: int = FMAP_BASE,
+    fmap_max: int = FMAP_MAX,
+    mbstd_group_size: int = MBSTD_GROUP_SIZE,
+    fused_downsample: bool = False,
+    mbstd_strided: bool = False,
+    learning_rate: float = LEARNING_RATE,
+    seed: int = 0,
+    channels_last: bool | None = None,
+    ddp: bool = False,
+    compile: bool = False,
+    gp_space: str = GP_SPACE,
+) -> GanState:
+    """The networks, the EMA generator and both optimizers of a run: the one place they are built.
+
+    ``pggan-train``, the benchmarks and the tests all build their state here, so a benchmark measures what
+    training runs. The seed makes every DDP rank start from identical weights; the EMA starts as an exact
+    copy of G. ``channels_last`` defaults to on for CUDA (faster convolutions there), off on the CPU.
+    """
+    torch.manual_seed(seed)
+    generator = Generator(resolution, channels, latent_size, fmap_base, fmap_max)
+    discriminator = Discriminator(
+        resolution,
+        channels,
+        fmap_base,
+        fmap_max,
+        mbstd_group_size,
+        fused_downsample=fused_downsample,
+        mbstd_strided=mbstd_strided,
+    )
+    generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    for net in (generator, discriminator, generator_ema):
+        net.to(device=device, memory_format=memory_format)
+    return GanState(
+        generator=generator,
+        discriminator=discriminator,
+        generator_ema=generator_ema,
+        g_optimizer=make_optimizer(generator, learning_rate, device),
+        d_optimizer=make_optimizer(discriminator, learning_rate, device),
+        device=device,
+        ddp=ddp,
+        compile=compile,
+        gp_space=gp_space,
+        memory_format=memory_format,
+    )
 
 
 def ema_parameter_pairs(

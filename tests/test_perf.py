@@ -23,11 +23,10 @@ from pggan.losses import d_loss
 from pggan.networks import FUSED_UPSAMPLE_MIN_RESOLUTION, Discriminator, Generator
 from pggan.train_step import (
     CriticLoss,
-    GanState,
     StepInputs,
+    build_gan_state,
     draw_step_noise,
     ema_parameter_pairs,
-    make_optimizer,
     train_step,
     update_ema,
 )
@@ -156,12 +155,7 @@ def test_critic_view_keeps_separate_passes_when_groups_would_mix_reals_and_fakes
 
 
 def _state(max_resolution=32):
-    torch.manual_seed(3)
-    g = Generator(max_resolution, latent_size=16, fmap_base=64, fmap_max=8)
-    d = Discriminator(max_resolution, fmap_base=64, fmap_max=8)
-    ema = copy.deepcopy(g).eval().requires_grad_(False)
-    cpu = torch.device("cpu")
-    return GanState(g, d, ema, make_optimizer(g, 1e-3, cpu), make_optimizer(d, 1e-3, cpu), cpu)
+    return build_gan_state(max_resolution, 3, torch.device("cpu"), latent_size=16, fmap_base=64, fmap_max=8, seed=3)
 
 
 def test_ema_over_trained_blocks_equals_ema_over_all_parameters():

@@ -141,13 +141,13 @@ def test_tf32_is_an_explicit_choice_off_by_default():
     """The official runs are float32; PyTorch's cuDNN default would be TF32 on Ampere+. The flag decides both."""
     import torch
 
-    from pggan.train_step import configure_backend
+    from pggan.train_step import configure_torch
 
     saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
     try:
-        configure_backend(torch.device("cuda"), tf32=TrainOptions().tf32)
+        configure_torch(torch.device("cuda"), tf32=TrainOptions().tf32)
         assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-        configure_backend(torch.device("cuda"), tf32=True)
+        configure_torch(torch.device("cuda"), tf32=True)
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = saved

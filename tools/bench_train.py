@@ -1,6 +1,6 @@
 """Benchmark whole PGGAN training steps (D update with GP + drift, G update, EMA) as training runs them.
 
-Each row builds a ``GanState`` exactly like ``pggan.train.Trainer`` does, enters
+Each row builds a ``GanState`` with ``pggan.train_step.build_gan_state`` (as ``pggan-train`` does), enters
 the (resolution, fading) phase and times ``pggan.train_step.train_step``: after
 warm-up, the median of several steps. Because the machine may be shared, every
 timed step is followed by a timed 2048² matmul (float32 on the CPU, bf16 on a
@@ -18,7 +18,6 @@ on a GPU and, on the CPU, the peak of live tensor storage during one step
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -36,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pggan import defaults
 from pggan.layers import EqualizedConv2dDown, EqualizedUpConv2d
-from pggan.networks import Discriminator, Generator, feature_maps
+from pggan.networks import feature_maps
 from pggan.presets import OFFICIAL
 from pggan.resolutions import is_resolution
-from pggan.train_step import GanState, StepInputs, draw_step_noise, make_optimizer, train_step
+from pggan.train_step import GanState, StepInputs, build_gan_state, configure_torch, draw_step_noise, train_step
 
 MATMUL_SIZE = 2048
 
@@ -122,23 +121,10 @@ def sync(device: torch.device) -> None:
 def build_state(
     res: int, fmap_max: int, device: torch.device, channels_last: bool, compile: bool, latent_size: int
 ) -> GanState:
-    """The networks, EMA and optimizers exactly as ``Trainer.__init__`` builds them."""
-    torch.manual_seed(0)
-    generator = Generator(res, 3, latent_size, defaults.FMAP_BASE, fmap_max)
-    discriminator = Discriminator(res, 3, defaults.FMAP_BASE, fmap_max, defaults.MBSTD_GROUP_SIZE)
-    generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    for net in (generator, discriminator, generator_ema):
-        net.to(device=device, memory_format=memory_format)
-    kwargs: dict[str, Any] = {"compile": True} if compile else {}
-    return GanState(
-        generator=generator,
-        discriminator=discriminator,
-        generator_ema=generator_ema,
-        g_optimizer=make_optimizer(generator, defaults.LEARNING_RATE, device),
-        d_optimizer=make_optimizer(discriminator, defaults.LEARNING_RATE, device),
-        device=device,
-        **kwargs,
+    """The networks, EMA and optimizers from the builder ``pggan-train`` uses, with the paper's defaults."""
+    configure_torch(device, tf32=defaults.TF32, compile=compile)
+    return build_gan_state(
+        res, 3, device, latent_size=latent_size, fmap_max=fmap_max, channels_last=channels_last, compile=compile
     )
 
 
