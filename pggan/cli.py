@@ -18,8 +18,8 @@ from pggan import defaults
 from pggan.errors import UserError
 
 # Idle OpenMP threads sleep instead of spinning. On a busy machine (other jobs, data-loading workers) spinning
-# threads wait on descheduled peers at every parallel region: measured here, small-net training steps ran up to
-# 30× slower. Must be set before torch is imported; an explicit setting wins.
+# threads wait on descheduled peers at every parallel region and small-net training steps slow down many times
+# (tools/bench_train.py under load shows it). Must be set before torch is imported; an explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

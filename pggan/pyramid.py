@@ -29,7 +29,7 @@ FORMAT_NAME = "pggan-pyramid"
 FORMAT_VERSION = 1
 META_KEY = b"meta"
 ENCODINGS = ("raw", "png")
-PNG_COMPRESS_LEVEL = 4  # measured: same size as level 6-9 on photos at half the encode time, fastest decode
+PNG_COMPRESS_LEVEL = 4  # about the size of levels 6-9 on photos at less encode time (tools/bench_data.py)
 MAP_SIZE = 1 << 40  # 1 TiB of address space; LMDB files are sparse, so this costs nothing on disk
 
 
@@ -107,7 +107,7 @@ def encode_record(image: np.ndarray, encoding: str) -> bytes:
     raise ValueError(f"unknown encoding {encoding!r}")
 
 
-try:  # libspng decodes our 1024² records ~20 % faster than Pillow's libpng path (pip install pggan[fast])
+try:  # libspng decodes our PNG records faster than Pillow's libpng path (pip install pggan[fast]; tools/bench_data.py)
     import pyspng
 except ImportError:  # pragma: no cover - depends on the environment
     pyspng = None

@@ -2,12 +2,11 @@
 
 The trade-off: ``raw`` records cost no decoding (a memcpy, so the loader
 delivers thousands of small images per second) but take C·R² bytes; lossless
-``png`` roughly halves a photo's bytes but costs ~20 ms per 1024² image to
-decode. Bytes only matter at the big levels (each level holds a quarter of the
+``png`` roughly halves a photo's bytes but costs milliseconds per 1024² image to
+decode (``tools/bench_data.py`` measures both on a machine). Bytes only matter at the big levels (each level holds a quarter of the
 pixels of the one above), and decoding speed matters most at the small ones,
 where training consumes thousands of images per second. Levels up to 64 px are
-always raw: measured, PNG's per-image overhead alone (~0.4 ms at 64 px) would
-use a whole core to reach the 2,000 images/s target there, to save bytes that
+always raw: PNG's fixed per-image overhead alone would use a large share of a core to reach the 2,000 images/s target there, to save bytes that
 are at most 1/16 of a pyramid's. A larger level is stored as PNG only when all
 three hold, measured on the dataset's first images:
 
