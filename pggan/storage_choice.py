@@ -2,13 +2,15 @@
 
 The trade-off: ``raw`` records cost no decoding (a memcpy, so the loader
 delivers thousands of small images per second) but take C·R² bytes; lossless
-``png`` roughly halves a photo's bytes but costs milliseconds per 1024² image to
-decode (``tools/bench_data.py`` measures both on a machine). Bytes only matter at the big levels (each level holds a quarter of the
-pixels of the one above), and decoding speed matters most at the small ones,
-where training consumes thousands of images per second. Levels up to 64 px are
-always raw: PNG's fixed per-image overhead alone would use a large share of a core to reach the 2,000 images/s target there, to save bytes that
-are at most 1/16 of a pyramid's. A larger level is stored as PNG only when all
-three hold, measured on the dataset's first images:
+``png`` roughly halves a photo's bytes but costs milliseconds per 1024² image
+to decode (``tools/bench_data.py`` measures both on a machine). Bytes only
+matter at the big levels (each level holds a quarter of the pixels of the one
+above), and decoding speed matters most at the small ones, where training
+consumes thousands of images per second. Levels up to 64 px are always raw:
+PNG's fixed per-image overhead alone would take a large share of a core to
+reach the 2,000 images/s target there, to save bytes that are at most 1/16 of
+a pyramid's. A larger level is stored as PNG only when all three hold,
+measured on the dataset's first images:
 
 * PNG saves at least ``MIN_SAVING`` of that level's bytes;
 * the level is a real share of the pyramid (``MIN_SHARE`` of the raw bytes of
