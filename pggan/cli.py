@@ -171,7 +171,7 @@ def sample_command(checkpoint: str, **options: Any) -> None:
 
     Samples at the checkpoint's current resolution and fade-in alpha, with the EMA generator unless --raw.
     """
-    from pggan.sample import run_sample
+    from pggan.sample_driver import run_sample
 
     run_sample(checkpoint, progress=True, **options)
     for key in ("grid", "video"):

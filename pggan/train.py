@@ -26,6 +26,7 @@ from pggan.checkpoint import atomic_write_bytes, network_state, save_checkpoint
 from pggan.distributed import DistContext, all_reduce_sum
 from pggan.errors import UserError
 from pggan.networks import Discriminator, Generator
+from pggan.pixels import images_to_uint8, to_float_images
 from pggan.schedule import OFFICIAL_TICK_KIMG, Phase, Schedule, parse_batch_schedule, parse_learning_rates
 from pggan.train_options import TrainOptions
 from pggan.train_step import (
@@ -272,8 +273,7 @@ class Trainer:
         ctx, options = self.ctx, self.options
         alpha = phase.alpha(self.images_shown)
         self.last_alpha = alpha
-        reals = next(self.loader).to(ctx.device, non_blocking=True)
-        reals = reals.to(dtype=torch.float32, memory_format=self.memory_format).div_(127.5).sub_(1.0)
+        reals = to_float_images(next(self.loader), ctx.device, self.memory_format)
         d_latents, mix, g_latents = draw_step_noise(
             self.noise, phase.batch_size, options.latent_size, ctx.rank, ctx.world_size
         )
@@ -392,19 +392,27 @@ class Trainer:
         self.write_grid(self.run_dir / f"grid-{label}.png")
         save_checkpoint(self.checkpoint_state(), self.run_dir / f"checkpoint-{label}.pt")
 
+    def evaluation_point(self) -> tuple[int, float]:
+        """(resolution, alpha) of the network as it stands after the last step: what grids and metrics show.
+
+        Inside a phase this is what the checkpoint written at the same tick records, so ``pggan-swd`` on that
+        checkpoint reproduces the logged SWD.
+        """
+        phase = self.schedule.phase_at(max(0, self.images_shown - 1))
+        return phase.resolution, phase.alpha(self.images_shown) if phase.fading else 1.0
+
     def write_grid(self, path: Path) -> None:
         """The EMA generator's images for the run's fixed latents, at the current resolution and alpha."""
         from pggan.sample import save_image_grid
 
-        phase = self.schedule.phase_at(max(0, self.images_shown - 1))
-        alpha = phase.alpha(self.images_shown) if phase.fading else 1.0
+        resolution, alpha = self.evaluation_point()
         with torch.inference_mode():
-            images = self.state.generator_ema(self.grid_latents.to(self.ctx.device), phase.resolution, alpha)
+            images = self.state.generator_ema(self.grid_latents.to(self.ctx.device), resolution, alpha)
         n = self.options.grid_size
         save_image_grid(images.float().cpu(), path, rows=n, cols=n)
         writer = self._tensorboard()
         if writer is not None:
-            from pggan.sample import images_to_uint8, make_grid
+            from pggan.sample import make_grid
 
             writer.add_image(
                 "ema_grid", make_grid(images_to_uint8(images.cpu()), n, n), self.images_shown, dataformats="HWC"
@@ -417,8 +425,7 @@ class Trainer:
             self.swd = TrainingSWD(
                 self.options.data, self.options.swd_images, self.options.seed, self.ctx.device, self.run_dir
             )
-        generator = self.state.generator_ema
-        return self.swd.evaluate(generator, self.phase.resolution, self.last_alpha)
+        return self.swd.evaluate(self.state.generator_ema, *self.evaluation_point())
 
     def _tensorboard(self) -> Any:
         if not self.options.tensorboard or not self.ctx.is_main:
