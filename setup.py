@@ -27,14 +27,16 @@ setup(
         "tqdm",
         "av>=11",
         "tensorboard",
+        "torch-fidelity>=0.4,<0.5",  # the Inception-v3 network of pggan-fid (weights are the user's file)
     ],
-    extras_require={"test": ["pytest>=7", "ruff"], "fast": ["pyspng"]},
+    extras_require={"test": ["pytest>=7", "ruff", "pytorch-fid>=0.3"], "fast": ["pyspng"]},
     entry_points={
         "console_scripts": [
             "pggan-prepare=pggan.cli:prepare_command",
             "pggan-train=pggan.cli:train_command",
             "pggan-sample=pggan.cli:sample_command",
             "pggan-swd=pggan.cli:swd_command",
+            "pggan-fid=pggan.cli:fid_command",
         ]
     },
 )

@@ -1,4 +1,4 @@
-"""``python -m pggan COMMAND ...``: the four commands under one entry point.
+"""``python -m pggan COMMAND ...``: the commands under one entry point.
 
 Handy for launchers that take a module, e.g.
 ``torchrun --nproc_per_node=8 -m pggan train --data ... --resolution 1024``.
@@ -6,7 +6,7 @@ Handy for launchers that take a module, e.g.
 
 import click
 
-from pggan.cli import prepare_command, sample_command, swd_command, train_command
+from pggan.cli import fid_command, prepare_command, sample_command, swd_command, train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +18,7 @@ main.add_command(prepare_command, "prepare")
 main.add_command(train_command, "train")
 main.add_command(sample_command, "sample")
 main.add_command(swd_command, "swd")
+main.add_command(fid_command, "fid")
 
 if __name__ == "__main__":
     main()
