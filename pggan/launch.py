@@ -87,6 +87,14 @@ def validate(options: TrainOptions, ctx: DistContext) -> int:
     if options.latent_size < 1 or options.fmap_base < 1 or options.fmap_max < 1:
         raise UserError("--latent-size, --fmap-base and --fmap-max must be positive")
     check_batch_sizes(build_schedule(options), ctx.world_size, options.mbstd_group_size)
+    if options.fid_kimg:
+        if not options.inception:
+            raise UserError("--fid-kimg needs --inception PATH (the Inception-v3 weights file)")
+        if options.fid_images < 2:
+            raise UserError("--fid-images must be at least 2")
+        from pggan.metrics.inception import load_inception
+
+        load_inception(options.inception, options.allow_unverified_inception)  # a bad file stops the run now
     return int(meta["channels"])
 
 

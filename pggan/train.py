@@ -145,6 +145,8 @@ class Trainer:
         self.writer: Any = None
         self.swd: Any = None
         self.next_swd = self._swd_images()
+        self.fid: Any = None
+        self.next_fid = self._fid_images()
         if resume_state is not None:
             self._restore(resume_state)
         self.next_tick = max(self.next_tick, self.images_shown + 1) if self.images_shown else self._tick_images()
@@ -159,6 +161,11 @@ class Trainer:
         if not self.options.swd_kimg:
             return None
         return self.images_shown + max(1, round(self.options.swd_kimg * 1000))
+
+    def _fid_images(self) -> int | None:
+        if not self.options.fid_kimg:
+            return None
+        return self.images_shown + max(1, round(self.options.fid_kimg * 1000))
 
     def _snapshot_images(self) -> int:
         return self.images_shown + max(1, round(self.options.snapshot_kimg * 1000))
@@ -360,6 +367,10 @@ class Trainer:
             self.next_swd = self._swd_images()
             if self.ctx.is_main:
                 record["swd"] = self._evaluate_swd()
+        if self.next_fid is not None and self.images_shown >= self.next_fid:
+            self.next_fid = self._fid_images()
+            if self.ctx.is_main:
+                record["fid"] = self._evaluate_fid()
         if write_latest and self.ctx.is_main:
             save_checkpoint(self.checkpoint_state(), self.latest_path)
         if not self.ctx.is_main:
@@ -374,12 +385,16 @@ class Trainer:
         if record.get("swd"):
             swd = "  ".join(f"{k}: {v:.2f}" for k, v in record["swd"].items())
             self.log(f"SWD x1e3 at {record['resolution']}x{record['resolution']}  {swd}")
+        if "fid" in record:
+            self.log(f"FID at {record['resolution']}x{record['resolution']}  {record['fid']:.3f}")
         writer = self._tensorboard()
         if writer is not None:
             for key, value in record.items():
                 if key == "swd":
                     for level, distance in value.items():
                         writer.add_scalar(f"swd/{level}", distance, self.images_shown)
+                elif key == "fid":
+                    writer.add_scalar("fid", value, self.images_shown)
                 elif key not in ("tick", "step"):
                     writer.add_scalar(f"train/{key}", value, self.images_shown)
             writer.flush()
@@ -426,6 +441,15 @@ class Trainer:
                 self.options.data, self.options.swd_images, self.options.seed, self.ctx.device, self.run_dir
             )
         return self.swd.evaluate(self.state.generator_ema, *self.evaluation_point())
+
+    def _evaluate_fid(self) -> float:
+        from pggan.train_fid import TrainingFID
+
+        if self.fid is None:
+            options = self.options
+            self.fid = TrainingFID(options.data, options.fid_images, options.seed, self.ctx.device, self.run_dir,
+                                   options.inception, options.allow_unverified_inception)  # fmt: skip
+        return self.fid.evaluate(self.state.generator_ema, *self.evaluation_point())
 
     def _tensorboard(self) -> Any:
         if not self.options.tensorboard or not self.ctx.is_main:

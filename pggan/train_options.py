@@ -37,6 +37,10 @@ class TrainOptions:
     snapshot_kimg: float = 300.0
     swd_kimg: float | None = None
     swd_images: int = 16384
+    fid_kimg: float | None = None
+    fid_images: int = 50000
+    inception: str | None = None
+    allow_unverified_inception: bool = False
     mirror: bool = False
     ema_beta: float = 0.999
     ema_kimg: float | None = None

@@ -223,3 +223,56 @@ def test_the_standard_weights_file_end_to_end(tmp_path):
                  tmp_path / "r.json")  # fmt: skip
     assert result.exit_code == 0 and "not comparable" not in result.output
     assert json.loads((tmp_path / "r.json").read_text())["comparable"] is True
+
+
+TINY = [
+    "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", "cpu", "--workers", "0",
+    "--batch-schedule", "4:8,8:8,16:8", "--fade-kimg", "0.016", "--stable-kimg", "0.016",
+    "--tick-kimg", "0.016", "--snapshot-kimg", "0.032", "--grid-size", "2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from pggan.prepare import prepare_dataset
+
+    out = tmp_path_factory.mktemp("data") / "faces16"
+    prepare_dataset([str(SAMPLE / "lfw_subset")], out, resolution=16, channels=3, workers=1, progress=False)
+    return out
+
+
+def test_training_refuses_fid_without_a_good_weights_file(dataset, weights, tmp_path):
+    from pggan.cli import train_command
+
+    base = ["--data", dataset, "--resolution", 16, "--out", tmp_path, *TINY, "--fid-kimg", 0.032]
+    for extra, message in (
+        ([], "--fid-kimg needs --inception PATH"),
+        (["--inception", weights], "--allow-unverified"),
+        (["--inception", tmp_path / "missing.pth"], "weights file not found"),
+    ):
+        result = CliRunner().invoke(train_command, [str(a) for a in base + extra])
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert not (tmp_path / "faces16-16").exists()  # refused before the run directory was made
+
+
+@pytest.mark.slow  # two 2048-dimensional matrix square roots
+def test_fid_during_training_is_logged_and_reproduced_by_pggan_fid(dataset, weights, tmp_path):
+    from pggan.cli import train_command
+
+    out = tmp_path / "runs"
+    args = ["--data", dataset, "--resolution", 16, "--out", out, "--run-name", "r", *TINY, "--total-kimg", 0.08,
+            "--fid-kimg", 0.064, "--fid-images", 8, "--inception", weights, "--allow-unverified-inception",
+            "--seed", 2]  # fmt: skip
+    result = CliRunner().invoke(train_command, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    ticks = [json.loads(line) for line in (out / "r" / "stats.jsonl").read_text().splitlines()]
+    logged = [t for t in ticks if "fid" in t]
+    assert [t["kimg"] for t in logged] == [0.064] and logged[0]["fid"] > 0
+    assert (out / "r" / "fid-reals-16.npz").is_file()  # the real statistics, cached
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(out / "r"))
+    report = tmp_path / "fid.json"
+    command = [dataset, out / "r" / "checkpoint-000000.064.pt", "--inception", weights, "--allow-unverified",
+               "--num-images", 8, "--seed", 2, "--json", report]  # fmt: skip
+    again = run(*command)
+    assert again.exit_code == 0, again.output
+    assert json.loads(report.read_text())["fid"] == logged[0]["fid"]
