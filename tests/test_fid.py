@@ -276,3 +276,14 @@ def test_fid_during_training_is_logged_and_reproduced_by_pggan_fid(dataset, weig
     again = run(*command)
     assert again.exit_code == 0, again.output
     assert json.loads(report.read_text())["fid"] == logged[0]["fid"]
+
+
+def test_python_dash_m_pggan_fid_answers_help():
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    result = subprocess.run([sys.executable, "-m", "pggan", "fid", "--help"], capture_output=True, text=True,
+                            timeout=120, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--inception" in result.stdout and "--allow-unverified" in result.stdout
