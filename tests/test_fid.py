@@ -84,6 +84,7 @@ def test_grayscale_is_replicated_to_rgb(network):
     assert torch.equal(ours.features(gray), ours.features(gray.repeat(1, 3, 1, 1)))
 
 
+@pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")  # pytorch-fid
 def test_distance_equals_pytorch_fids_on_full_rank_statistics():
     from pytorch_fid.fid_score import calculate_frechet_distance
 
@@ -112,6 +113,7 @@ def test_streamed_statistics_do_not_depend_on_the_batching():
     np.testing.assert_allclose(many.result().mu, np.mean(x.numpy(), axis=0), rtol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")  # pytorch-fid
 def test_statistics_files_round_trip_in_pytorch_fids_format(tmp_path):
     from pytorch_fid.fid_score import calculate_frechet_distance
 
