@@ -27,8 +27,9 @@ setup(
         "tqdm",
         "av>=11",
         "tensorboard",
+        "torch-fidelity>=0.4,<0.5",  # the Inception-v3 network of pggan-fid (weights are the user's file)
     ],
-    extras_require={"test": ["pytest>=7", "ruff"], "fast": ["pyspng"]},
+    extras_require={"test": ["pytest>=7", "ruff", "pytorch-fid>=0.3"], "fast": ["pyspng"]},
     entry_points={
         "console_scripts": [
             "pggan-prepare=pggan.cli:prepare_command",
@@ -36,6 +37,7 @@ setup(
             "pggan-sample=pggan.cli:sample_command",
             "pggan-swd=pggan.cli:swd_command",
             "pggan-import=pggan.cli:import_command",
+            "pggan-fid=pggan.cli:fid_command",
         ]
     },
 )

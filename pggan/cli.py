@@ -154,6 +154,14 @@ def prepare_command(**options: Any) -> None:
 @click.option(
     "--swd-images", type=int, default=defaults.SWD_IMAGES, show_default=True, help="Images per SWD evaluation."
 )
+@click.option("--fid-kimg", type=float, default=None, help="Evaluate FID every K kimg (needs --inception).")
+@click.option(
+    "--fid-images", type=int, default=defaults.FID_IMAGES, show_default=True, help="Fakes (and reals at most) per FID."
+)
+@click.option("--inception", type=click.Path(), default=None, help="Inception-v3 weights file for --fid-kimg.")
+@click.option(
+    "--allow-unverified-inception", is_flag=True, default=False, help="Accept a non-standard Inception weights file."
+)
 @click.option("--mirror/--no-mirror", default=None, help="Random horizontal flips of reals [default: on].")
 @click.option("--ema-beta", type=float, default=defaults.EMA_BETA, show_default=True, help="EMA decay of G per step.")
 @click.option("--ema-kimg", type=float, default=None, help="EMA half-life in kimg (overrides --ema-beta).")
@@ -222,7 +230,7 @@ def sample_command(checkpoint: str, **options: Any) -> None:
 
     Samples at the checkpoint's current resolution and fade-in alpha, with the EMA generator unless --raw.
     """
-    from pggan.sample import run_sample
+    from pggan.sample_driver import run_sample
 
     run_sample(checkpoint, progress=True, **options)
     for key in ("grid", "video"):
@@ -286,3 +294,36 @@ def import_command(pickle_file: str, out: str, overwrite: bool) -> None:
     networks = import_official(pickle_file, out, overwrite=overwrite)
     click.echo(networks.summary())
     click.echo(f"wrote {out}")
+
+
+# ---------------------------------------------------------------- pggan-fid
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("real", type=click.Path())
+@click.argument("fake", type=click.Path())
+@click.option("--inception", "inception_path", type=click.Path(), default=None, help="Inception-v3 weights file.")
+@click.option(
+    "--num-images", type=int, default=None, help="Fakes to draw, reals at most [default: 50000, as published]."
+)
+@click.option("--resolution", type=int, default=None, help="Read images at this size [default: the smaller side's].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Subsets and latents.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=int, default=None, help="Images per Inception call [default: by image size].")
+@click.option("--save-stats", "save_stats_path", type=click.Path(), default=None, help="Keep REAL's statistics (.npz).")
+@click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the result as JSON here.")
+@click.option("--allow-unverified", is_flag=True, help="Accept a weights file that is not the standard one.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_one_line_errors
+def fid_command(**options: Any) -> None:
+    """Fréchet Inception Distance between two image sets (lower is closer), offline.
+
+    REAL and FAKE may each be a dataset made by pggan-prepare, a folder of images, a checkpoint (or run
+    directory), or an .npz of statistics (mu, sigma; pytorch-fid's format). --inception names the standard
+    weights file pt_inception-2015-12-05-6726825d.pth; pggan never downloads it.
+    """
+    from pggan.metrics.fid import compare
+
+    quiet = options.pop("quiet")
+    report = compare(options.pop("real"), options.pop("fake"), progress=not quiet, **options)
+    click.echo(f"FID {report['fid']:.4f}  ({report['num_real']} real, {report['num_images']} fake images)")
+    if report["comparable"] is False:
+        click.echo("warning: unverified Inception weights: this FID is not comparable with published numbers")

@@ -35,6 +35,7 @@ PRESET = "official"
 TICK_KIMG: dict[int, float] = {4: 160, 8: 140, 16: 120, 32: 100, 64: 80, 128: 60, 256: 40, 512: 20, 1024: 10}
 SNAPSHOT_KIMG = 300.0
 SWD_IMAGES = 16384
+FID_IMAGES = 50000  # fakes per FID (and reals at most), as published numbers use
 SEED = 0
 WORKERS = 2
 GRID_SIZE = 8

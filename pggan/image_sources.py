@@ -145,6 +145,22 @@ def read_bytes(item: ImageItem) -> bytes:
         raise SkipImage(f"cannot read: {exc}") from None
 
 
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
+
+
+def probe_image(item: ImageItem) -> tuple[int, int, bool]:
+    """(width, height, grayscale) from the file's header, without decoding the pixels; SkipImage if unreadable."""
+    try:
+        source = item.path if item.member is None else io.BytesIO(read_bytes(item))
+        with Image.open(source) as image:
+            width, height = image.size
+            return width, height, image.mode in GRAY_MODES or image.mode.startswith("I;16")
+    except SkipImage:
+        raise
+    except Exception as exc:  # Pillow raises many types for damaged headers
+        raise SkipImage(f"unreadable image header ({type(exc).__name__})") from None
+
+
 def _to_8bit(image: Image.Image) -> Image.Image:
     """Bring any Pillow mode to 8-bit ``L`` or ``RGB``: alpha dropped, 16-bit scaled (not clipped)."""
     mode = image.mode

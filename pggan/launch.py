@@ -169,6 +169,14 @@ def validate(
     if state is not None:
         model_channels = int(generator_config(state).get("channels", 3))
         check_same_dataset(saved_fingerprint(state), fingerprint, model_channels, allow_new_data)
+    if options.fid_kimg:
+        if not options.inception:
+            raise UserError("--fid-kimg needs --inception PATH (the Inception-v3 weights file)")
+        if options.fid_images < 2:
+            raise UserError("--fid-images must be at least 2")
+        from pggan.metrics.inception import load_inception
+
+        load_inception(options.inception, options.allow_unverified_inception)  # a bad file stops the run now
     return int(meta["channels"]), fingerprint
 
 

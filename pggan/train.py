@@ -36,6 +36,7 @@ from pggan.checkpoint import (
 from pggan.defaults import TICK_KIMG
 from pggan.distributed import DistContext, all_reduce_sum
 from pggan.errors import UserError
+from pggan.pixels import images_to_uint8, to_float_images
 from pggan.presets import PRESETS
 from pggan.schedule import Phase, Schedule, parse_batch_schedule, parse_learning_rates
 from pggan.train_options import TrainOptions
@@ -169,6 +170,7 @@ class Trainer:
         self.progress = RunProgress()
         self.progress.next_snapshot = self._snapshot_images()
         self.progress.next_swd = self._swd_images()
+        self.progress.next_fid = self._fid_images()
         self.resumed = resume_state is not None
         self.last_checkpoint: tuple[Path, int] | None = None  # the newest checkpoint known to be whole
         self.phase: Phase | None = None
@@ -180,6 +182,7 @@ class Trainer:
         self.tick_start = (time.perf_counter(), 0)
         self.writer: Any = None
         self.swd: Any = None
+        self.fid: Any = None
         if resume_state is not None:
             self._restore(resume_state)
         elif init_state is not None:
@@ -203,13 +206,20 @@ class Trainer:
         kimg = self.options.tick_kimg or TICK_KIMG.get(resolution, 10)
         return self.images_shown + max(1, round(kimg * 1000))
 
-    def _swd_images(self) -> int | None:  # next_fid: set the same way when --fid-kimg arrives
-        if not self.options.swd_kimg:
+    def _next_event(self, kimg: float | None, images_shown: int | None = None) -> int | None:
+        """Images shown at which an event repeated every ``kimg`` comes next; None when it is switched off."""
+        if not kimg:
             return None
-        return self.images_shown + max(1, round(self.options.swd_kimg * 1000))
+        return (self.images_shown if images_shown is None else images_shown) + max(1, round(kimg * 1000))
+
+    def _swd_images(self) -> int | None:
+        return self._next_event(self.options.swd_kimg)
+
+    def _fid_images(self) -> int | None:
+        return self._next_event(self.options.fid_kimg)
 
     def _snapshot_images(self) -> int:
-        return self.images_shown + max(1, round(self.options.snapshot_kimg * 1000))
+        return self._next_event(self.options.snapshot_kimg)
 
     # ------------------------------------------------------------------ checkpoint state
     def checkpoint_state(self) -> dict[str, Any]:
@@ -233,10 +243,11 @@ class Trainer:
         load_networks(state, s.generator, s.discriminator, s.generator_ema)
         load_optimizers(state, s.g_optimizer, s.d_optimizer)
         progress = run_progress(state)
-        if self.options.swd_kimg is None:
-            progress.next_swd = None
-        elif progress.next_swd is None:  # an older checkpoint, or SWD switched on at this resume
-            progress.next_swd = progress.images_shown + max(1, round(self.options.swd_kimg * 1000))
+        for name, kimg in (("next_swd", self.options.swd_kimg), ("next_fid", self.options.fid_kimg)):
+            if kimg is None:
+                setattr(progress, name, None)
+            elif getattr(progress, name) is None:  # an older checkpoint, or the metric switched on at this resume
+                setattr(progress, name, self._next_event(kimg, progress.images_shown))
         self.progress = progress
         restore_rng(state, self.noise)
 
@@ -311,8 +322,7 @@ class Trainer:
         ctx, options = self.ctx, self.options
         alpha = phase.alpha(self.images_shown)
         self.last_alpha = alpha
-        reals = next(self.loader).to(ctx.device, non_blocking=True)
-        reals = reals.to(dtype=torch.float32, memory_format=self.memory_format).div_(127.5).sub_(1.0)
+        reals = to_float_images(next(self.loader), ctx.device, self.memory_format)
         d_latents, mix, g_latents = draw_step_noise(
             self.noise, phase.batch_size, options.latent_size, ctx.rank, ctx.world_size
         )
@@ -431,6 +441,10 @@ class Trainer:
             p.next_swd = self._swd_images()
             if self.ctx.is_main:
                 record["swd"] = self._evaluate_swd()
+        if p.next_fid is not None and self.images_shown >= p.next_fid:
+            p.next_fid = self._fid_images()
+            if self.ctx.is_main:
+                record["fid"] = self._evaluate_fid()
         if not self.ctx.is_main:
             return
         # The line first, then the checkpoint: a resume trims lines past its checkpoint, so the log stays whole.
@@ -444,6 +458,8 @@ class Trainer:
         if record.get("swd"):
             swd = "  ".join(f"{k}: {v:.2f}" for k, v in record["swd"].items())
             self.log(f"SWD x1e3 at {record['resolution']}x{record['resolution']}  {swd}")
+        if "fid" in record:
+            self.log(f"FID at {record['resolution']}x{record['resolution']}  {record['fid']:.3f}")
         writer = self._tensorboard()
         if writer is not None:
             try:
@@ -451,6 +467,8 @@ class Trainer:
                     if key == "swd":
                         for level, distance in value.items():
                             writer.add_scalar(f"swd/{level}", distance, self.images_shown)
+                    elif key == "fid":
+                        writer.add_scalar("fid", value, self.images_shown)
                     elif key not in ("tick", "step"):
                         writer.add_scalar(f"train/{key}", value, self.images_shown)
                 writer.flush()
@@ -465,19 +483,27 @@ class Trainer:
         self.write_grid(self.run_dir / f"grid-{label}.png")
         self._save(self.run_dir / f"checkpoint-{label}.pt")
 
+    def evaluation_point(self) -> tuple[int, float]:
+        """(resolution, alpha) of the network as it stands after the last step: what grids and metrics show.
+
+        Inside a phase this is what the checkpoint written at the same tick records, so ``pggan-swd`` on that
+        checkpoint reproduces the logged SWD.
+        """
+        phase = self.schedule.phase_at(max(0, self.images_shown - 1))
+        return phase.resolution, phase.alpha(self.images_shown) if phase.fading else 1.0
+
     def write_grid(self, path: Path) -> None:
         """The EMA generator's images for the run's fixed latents, at the current resolution and alpha."""
         from pggan.sample import save_image_grid
 
-        phase = self.schedule.phase_at(max(0, self.images_shown - 1))
-        alpha = phase.alpha(self.images_shown) if phase.fading else 1.0
+        resolution, alpha = self.evaluation_point()
         with torch.inference_mode():
-            images = self.state.generator_ema(self.grid_latents.to(self.ctx.device), phase.resolution, alpha)
+            images = self.state.generator_ema(self.grid_latents.to(self.ctx.device), resolution, alpha)
         n = self.options.grid_size
         save_image_grid(images.float().cpu(), path, rows=n, cols=n)
         writer = self._tensorboard()
         if writer is not None:
-            from pggan.sample import images_to_uint8, make_grid
+            from pggan.sample import make_grid
 
             try:
                 grid = make_grid(images_to_uint8(images.cpu()), n, n)
@@ -492,8 +518,16 @@ class Trainer:
             self.swd = TrainingSWD(
                 self.options.data, self.options.swd_images, self.options.seed, self.ctx.device, self.run_dir
             )
-        generator = self.state.generator_ema
-        return self.swd.evaluate(generator, self.phase.resolution, self.last_alpha)
+        return self.swd.evaluate(self.state.generator_ema, *self.evaluation_point())
+
+    def _evaluate_fid(self) -> float:
+        from pggan.train_fid import TrainingFID
+
+        if self.fid is None:
+            options = self.options
+            self.fid = TrainingFID(options.data, options.fid_images, options.seed, self.ctx.device, self.run_dir,
+                                   options.inception, options.allow_unverified_inception)  # fmt: skip
+        return self.fid.evaluate(self.state.generator_ema, *self.evaluation_point())
 
     def _tensorboard(self) -> Any:
         if not self.options.tensorboard or not self.ctx.is_main:

@@ -63,6 +63,10 @@ class TrainOptions:
     snapshot_kimg: float = defaults.SNAPSHOT_KIMG
     swd_kimg: float | None = None
     swd_images: int = defaults.SWD_IMAGES
+    fid_kimg: float | None = None
+    fid_images: int = defaults.FID_IMAGES
+    inception: str | None = None
+    allow_unverified_inception: bool = False
     mirror: bool | None = None
     ema_beta: float = defaults.EMA_BETA
     ema_kimg: float | None = None

@@ -3,20 +3,21 @@
 The real side's descriptors are computed once per resolution and cached in the
 run directory, so each evaluation only generates and describes the fakes.
 Resolutions below 16×16 have no Laplacian level to compare and are skipped.
+Reals and fakes are drawn exactly as ``pggan-swd DATASET CHECKPOINT --seed S --num-images N`` draws them (same
+subset rule, same latent-seed rule), so that command reproduces the logged number for the checkpoint of that tick.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from pggan.data import read_meta
+from pggan.generate import generate_seeded_uint8
 from pggan.metrics.image_sets import image_batches, open_image_set
 from pggan.metrics.swd import SWDEvaluator
 from pggan.networks import Generator
-from pggan.sample import images_to_uint8
 
 MIN_SWD_RESOLUTION = 16
 
@@ -53,12 +54,5 @@ class TrainingSWD:
         if resolution < MIN_SWD_RESOLUTION:
             return {}
         evaluator = self._evaluator_for(resolution, generator.channels)
-        latents = torch.Generator().manual_seed(self.seed + 12345)
-
-        def fakes(batch: int = 64) -> Iterator[torch.Tensor]:
-            for start in range(0, self.num_images, batch):
-                n = min(batch, self.num_images - start)
-                z = torch.randn(n, generator.latent_size, generator=latents).to(self.device)
-                yield images_to_uint8(generator(z, resolution, alpha))
-
-        return {str(k): float(v) for k, v in evaluator.evaluate(fakes()).items()}
+        fakes = generate_seeded_uint8(generator, self.num_images, self.seed, resolution, alpha, self.device)
+        return {str(k): float(v) for k, v in evaluator.evaluate(fakes).items()}

@@ -22,7 +22,8 @@ import torch
 
 from pggan.atomic import atomic_write_bytes
 from pggan.errors import UserError
-from pggan.sample import generate_uint8, make_grid
+from pggan.generate import generate_uint8
+from pggan.sample import make_grid
 
 DEFAULT_CODECS = ("libx264", "mpeg4")
 

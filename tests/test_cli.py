@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["pggan-prepare", "pggan-train", "pggan-sample", "pggan-swd"]
+COMMANDS = ["pggan-prepare", "pggan-train", "pggan-sample", "pggan-swd", "pggan-import", "pggan-fid"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -9,7 +9,8 @@ from PIL import Image
 from pggan.checkpoint import network_state, save_checkpoint
 from pggan.cli import sample_command
 from pggan.networks import Discriminator, Generator
-from pggan.sample import images_to_uint8, make_grid, parse_grid_size, save_image_grid
+from pggan.pixels import images_to_uint8
+from pggan.sample import make_grid, parse_grid_size, save_image_grid
 
 LATENT = 8
 

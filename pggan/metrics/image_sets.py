@@ -2,8 +2,11 @@
 
 Each side of a comparison is opened once (cheap: headers, metadata), then streamed in batches so that 16k
 megapixel images never sit in memory at once. Sets are brought to one resolution and channel count: a dataset
-reads the pyramid level itself, a folder is centre-cropped and resized (Lanczos), a checkpoint's EMA generator
-draws at its own resolution and is box-filtered down (as the dataset pyramid is made) or nearest-upsampled.
+reads the pyramid level itself; a folder (or .zip) is read by ``pggan-prepare``'s own reader
+(``pggan.image_sources``: same file list, EXIF orientation, 16-bit scaling, centre crop and Lanczos resize), so
+a folder scores as the dataset made from it; a checkpoint's EMA generator draws through ``pggan.generate`` (the
+seed rule training uses) at its own resolution and is box-filtered down or nearest-upsampled. ``pggan-fid``
+reads its images through here too.
 """
 
 from __future__ import annotations
@@ -21,13 +24,20 @@ import torch
 from pggan.defaults import SWD_IMAGES
 from pggan.distributed import resolve_device
 from pggan.errors import UserError
+from pggan.image_sources import (
+    IMAGE_EXTENSIONS,
+    ImageItem,
+    SkipImage,
+    list_images,
+    load_square,
+    probe_image,
+    read_bytes,
+)
 from pggan.metrics import swd
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
 DEFAULT_NUM_IMAGES = SWD_IMAGES  # the paper's
 _SUBSET_STREAM = 0x5EED
-_LATENT_STREAM = 0x1A7E
 
 
 @dataclass
@@ -39,7 +49,7 @@ class ImageSet:
     native_resolution: int
     channels: int | None  # None: a folder that can be read either way
     count: int | None
-    _files: list[Path] = field(default_factory=list)
+    _files: list[ImageItem] = field(default_factory=list)
     _state: dict[str, Any] | None = None
 
     def describe(self) -> str:
@@ -56,20 +66,15 @@ def _subset_seed(seed: int) -> int:
 
 
 def _open_folder(path: Path) -> ImageSet:
-    from PIL import Image, UnidentifiedImageError
-
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise UserError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and is not a dataset")
+    files, _ = list_images([str(path)])  # pggan-prepare's list: same files, same order
     short_side, gray = None, True
-    for file in files:
+    for item in files:
         try:
-            with Image.open(file) as image:
-                side = min(image.size)
-                gray = gray and image.mode in ("1", "L", "LA", "I", "I;16", "F")
-        except (OSError, UnidentifiedImageError):
-            raise UserError(f"cannot read image {file}") from None
-        short_side = side if short_side is None else min(short_side, side)
+            width, height, item_gray = probe_image(item)
+        except SkipImage as exc:
+            raise UserError(f"cannot read image {item.name} ({exc})") from None
+        gray = gray and item_gray
+        short_side = min(width, height) if short_side is None else min(short_side, width, height)
     native = _largest_power_of_two(short_side or 1)
     return ImageSet(path, "folder", native, 1 if gray else None, len(files), _files=files)
 
@@ -94,13 +99,15 @@ def _open_dataset(path: Path) -> ImageSet:
 
 
 def open_image_set(path: str | os.PathLike[str]) -> ImageSet:
-    """Recognise what ``path`` is: an LMDB dataset dir, a run dir or checkpoint file, or a folder of images."""
+    """Recognise what ``path`` is: an LMDB dataset dir, a run dir or checkpoint file, a folder or .zip of images."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"not found: {path}")
     if path.is_file():
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
             raise UserError(f"{path} is a single image; give the folder that holds the set")
+        if path.suffix.lower() == ".zip":
+            return _open_folder(path)
         return _open_checkpoint(path)
     if (path / "data.mdb").is_file():
         return _open_dataset(path)
@@ -111,23 +118,15 @@ def open_image_set(path: str | os.PathLike[str]) -> ImageSet:
     return _open_folder(path)
 
 
-def _folder_batches(files: list[Path], resolution: int, channels: int, batch: int) -> Iterator[torch.Tensor]:
-    from PIL import Image
-
-    mode = "L" if channels == 1 else "RGB"
+def _folder_batches(files: list[ImageItem], resolution: int, channels: int, batch: int) -> Iterator[torch.Tensor]:
     for start in range(0, len(files), batch):
         arrays = []
-        for file in files[start : start + batch]:
-            with Image.open(file) as image:
-                image = image.convert(mode)
-                w, h = image.size
-                side = min(w, h)
-                left, top = (w - side) // 2, (h - side) // 2
-                image = image.crop((left, top, left + side, top + side))
-                if side != resolution:
-                    image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
-                array = np.asarray(image, dtype=np.uint8)
-            arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+        for item in files[start : start + batch]:
+            try:
+                array = load_square(read_bytes(item), resolution, channels, min_size=1)
+            except SkipImage as exc:
+                raise UserError(f"cannot read image {item.name} ({exc})") from None
+            arrays.append(array.transpose(2, 0, 1))
         yield torch.from_numpy(np.stack(arrays))
 
 
@@ -136,41 +135,18 @@ def _dataset_batches(path: Path, indices: list[int], resolution: int, batch: int
 
     dataset = PyramidDataset(str(path), resolution)
     for start in range(0, len(indices), batch):
-        part = indices[start : start + batch]
-        if hasattr(dataset, "get_batch"):
-            yield torch.as_tensor(dataset.get_batch(part))
-        else:
-            yield torch.stack([torch.as_tensor(dataset[i]) for i in part])
+        yield torch.as_tensor(dataset.get_batch(indices[start : start + batch]))
 
 
-def _to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] network output → uint8, rounded and clipped as the official code does."""
-    return images.mul(127.5).add_(127.5).round_().clamp_(0, 255).to(torch.uint8)
-
-
-def _resize_generated(images: torch.Tensor, resolution: int) -> torch.Tensor:
-    size = images.shape[-1]
-    while size > resolution:
-        images = torch.nn.functional.avg_pool2d(images, 2)
-        size //= 2
-    if size < resolution:
-        images = torch.nn.functional.interpolate(images, scale_factor=resolution // size, mode="nearest")
-    return images
-
-
-@torch.no_grad()
 def _checkpoint_batches(
-    state: dict[str, Any], num: int, resolution: int, seed: int, device: torch.device, batch: int
+    state: dict[str, Any], num: int, resolution: int, seed: int, device: torch.device
 ) -> Iterator[torch.Tensor]:
     from pggan.checkpoint import build_generator, position
+    from pggan.generate import generate_seeded_uint8
 
     generator = build_generator(state, ema=True, device=device)
     own_resolution, alpha = position(state)
-    rng = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, _LATENT_STREAM]).generate_state(1)[0]))
-    for start in range(0, num, batch):
-        z = torch.randn(min(batch, num - start), generator.latent_size, generator=rng).to(device)
-        images = _resize_generated(generator(z, own_resolution, alpha).float(), resolution)
-        yield _to_uint8(images).cpu()
+    yield from generate_seeded_uint8(generator, num, seed, own_resolution, alpha, device, out_resolution=resolution)
 
 
 def image_batches(
@@ -184,14 +160,14 @@ def image_batches(
     """``num_images`` uint8 images (B, channels, resolution, resolution) from one side, in batches.
 
     A dataset or folder larger than ``num_images`` gives a random subset chosen by ``seed`` (datasets are
-    often ordered); a checkpoint draws fresh latents from ``seed``.
+    often ordered); a checkpoint draws the latents ``pggan.generate.random_latents(num_images, ·, seed)``.
     """
     batch = max(1, swd.PIXELS_PER_BATCH // (4 * channels * resolution * resolution))
     if image_set.kind == "checkpoint":
         if image_set.channels != channels:
             raise UserError(f"{image_set.path} makes {image_set.channels}-channel images, the other side {channels}")
         state = image_set._state or {}
-        return _checkpoint_batches(state, num_images, resolution, seed, torch.device(device), min(batch, 64))
+        return _checkpoint_batches(state, num_images, resolution, seed, torch.device(device))
     assert image_set.count is not None
     if num_images > image_set.count:
         raise UserError(f"{image_set.describe()} has fewer than {num_images} images; lower --num-images")
