@@ -10,7 +10,6 @@ bit for bit where it stopped. Rank 0 alone writes files.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import resource
 import signal
@@ -22,7 +21,7 @@ from typing import Any
 
 import torch
 
-from pggan.atomic import WriteFailed, append_line, atomic_write_bytes
+from pggan.atomic import WriteFailed, atomic_write_bytes
 from pggan.checkpoint import (
     RunProgress,
     load_networks,
@@ -38,6 +37,7 @@ from pggan.distributed import DistContext, all_reduce_sum
 from pggan.errors import UserError
 from pggan.pixels import images_to_uint8, to_float_images
 from pggan.presets import PRESETS
+from pggan.run_log import RunLog
 from pggan.schedule import Phase, Schedule, parse_batch_schedule, parse_learning_rates
 from pggan.train_options import TrainOptions
 from pggan.train_step import (
@@ -180,7 +180,7 @@ class Trainer:
         self.stats_sum: dict[str, torch.Tensor] = {}
         self.stats_steps = 0
         self.tick_start = (time.perf_counter(), 0)
-        self.writer: Any = None
+        self.run_log = RunLog(self.run_dir, options.tensorboard, self.log) if ctx.is_main else None
         self.swd: Any = None
         self.fid: Any = None
         if resume_state is not None:
@@ -276,8 +276,8 @@ class Trainer:
         bar = self._progress_bar(total)
         self.tick_start = (time.perf_counter(), self.images_shown)
         try:
-            if self.resumed and self.ctx.is_main:
-                self._trim_stats()
+            if self.resumed and self.run_log is not None:
+                self.run_log.resume_at(self.images_shown)
             while self.images_shown < total:
                 phase = self.schedule.phase_at(self.images_shown)
                 if self.phase is None or phase.index != self.phase.index:
@@ -303,11 +303,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            if self.writer is not None:
-                try:
-                    self.writer.close()
-                except Exception:  # a failed events write is reported where it happened, not again here
-                    pass
+            if self.run_log is not None:
+                self.run_log.close()
             self._close_loader()
             self.state.release_views()
             self.phase = None
@@ -374,22 +371,6 @@ class Trainer:
         save_checkpoint(self.checkpoint_state(), path)
         self.last_checkpoint = (path, self.images_shown)
 
-    def _trim_stats(self) -> None:
-        """Drop stats lines past the resumed position: they are logged again, so the log reads as one run."""
-        path = self.run_dir / "stats.jsonl"
-        if not path.is_file():
-            return
-        kept = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                if round(float(json.loads(line)["kimg"]) * 1000) > self.images_shown:
-                    continue
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn or foreign line
-            kept.append(line + "\n")
-        if len(kept) != len(path.read_text(encoding="utf-8").splitlines()):
-            atomic_write_bytes(path, lambda handle: handle.write("".join(kept).encode("utf-8")))
-
     def _progress_bar(self, total: int) -> Any:
         if not self.ctx.is_main:
             return None
@@ -445,35 +426,12 @@ class Trainer:
             p.next_fid = self._fid_images()
             if self.ctx.is_main:
                 record["fid"] = self._evaluate_fid()
-        if not self.ctx.is_main:
+        if self.run_log is None:
             return
         # The line first, then the checkpoint: a resume trims lines past its checkpoint, so the log stays whole.
-        append_line(self.run_dir / "stats.jsonl", json.dumps(record))
+        self.run_log.append(record)
         self._save(self.latest_path)
-        self.log(
-            f"tick {record['tick']:<4d} kimg {record['kimg']:9.3f}  res {record['resolution']:4d}  "
-            f"alpha {record['alpha']:.3f}  D {record.get('d_loss', 0):+.3f}  G {record.get('g_loss', 0):+.3f}  "
-            f"sec/kimg {record['sec_per_kimg']:.2f}  img/s {record['img_per_s']:.1f}  mem {record['memory_mb']:.0f} MB"
-        )
-        if record.get("swd"):
-            swd = "  ".join(f"{k}: {v:.2f}" for k, v in record["swd"].items())
-            self.log(f"SWD x1e3 at {record['resolution']}x{record['resolution']}  {swd}")
-        if "fid" in record:
-            self.log(f"FID at {record['resolution']}x{record['resolution']}  {record['fid']:.3f}")
-        writer = self._tensorboard()
-        if writer is not None:
-            try:
-                for key, value in record.items():
-                    if key == "swd":
-                        for level, distance in value.items():
-                            writer.add_scalar(f"swd/{level}", distance, self.images_shown)
-                    elif key == "fid":
-                        writer.add_scalar("fid", value, self.images_shown)
-                    elif key not in ("tick", "step"):
-                        writer.add_scalar(f"train/{key}", value, self.images_shown)
-                writer.flush()
-            except OSError as exc:
-                raise WriteFailed(f"{self.run_dir}/events.out.tfevents.* (TensorBoard)", exc) from None
+        self.run_log.show(record, self.images_shown)
 
     def _snapshot(self) -> None:
         self.progress.next_snapshot = self._snapshot_images()
@@ -501,15 +459,10 @@ class Trainer:
             images = self.state.generator_ema(self.grid_latents.to(self.ctx.device), resolution, alpha)
         n = self.options.grid_size
         save_image_grid(images.float().cpu(), path, rows=n, cols=n)
-        writer = self._tensorboard()
-        if writer is not None:
+        if self.run_log is not None and self.run_log.tensorboard:
             from pggan.sample import make_grid
 
-            try:
-                grid = make_grid(images_to_uint8(images.cpu()), n, n)
-                writer.add_image("ema_grid", grid, self.images_shown, dataformats="HWC")
-            except OSError as exc:
-                raise WriteFailed(f"{self.run_dir}/events.out.tfevents.* (TensorBoard)", exc) from None
+            self.run_log.add_grid(make_grid(images_to_uint8(images.cpu()), n, n), self.images_shown)
 
     def _evaluate_swd(self) -> dict[str, float]:
         from pggan.train_swd import TrainingSWD
@@ -528,18 +481,6 @@ class Trainer:
             self.fid = TrainingFID(options.data, options.fid_images, options.seed, self.ctx.device, self.run_dir,
                                    options.inception, options.allow_unverified_inception)  # fmt: skip
         return self.fid.evaluate(self.state.generator_ema, *self.evaluation_point())
-
-    def _tensorboard(self) -> Any:
-        if not self.options.tensorboard or not self.ctx.is_main:
-            return None
-        if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            try:  # purge_step: events past a resumed position are dropped, as stats.jsonl's lines are
-                self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.images_shown or None)
-            except OSError as exc:
-                raise WriteFailed(f"{self.run_dir}/events.out.tfevents.* (TensorBoard)", exc) from None
-        return self.writer
 
     def _memory_mb(self) -> float:
         if self.ctx.device.type == "cuda":
