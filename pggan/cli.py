@@ -197,7 +197,7 @@ def prepare_command(**options: Any) -> None:
 @_one_line_errors
 def train_command(ctx: click.Context, **options: Any) -> None:
     """Train a progressive GAN from 4×4 up to --resolution (torchrun for several GPUs)."""
-    from pggan.launch import run_training
+    from pggan.train_setup import run_training
 
     explicit = {name for name in options if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     run_training(options, explicit)

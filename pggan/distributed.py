@@ -102,14 +102,14 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+def all_reduce_sum(values: torch.Tensor, job: DistContext) -> torch.Tensor:
     """Sum a small tensor over all ranks (identity in a single process)."""
-    if ctx.distributed:
+    if job.distributed:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
 
 
-def barrier(ctx: DistContext) -> None:
-    if ctx.distributed:
+def barrier(job: DistContext) -> None:
+    if job.distributed:
         dist.barrier()

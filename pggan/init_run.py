@@ -78,7 +78,7 @@ def apply_init(trainer: Trainer, state: dict[str, Any], channels: int) -> None:
         raise UserError(
             f"--init networks make {image_channels(state)}-channel images, the dataset has {channels} channels"
         )
-    s = trainer.state
+    s = trainer.gan
     if "generator_ema" not in state:
         state = {**state, "generator_ema": state["generator"]}
     load_networks(state, s.generator, s.discriminator, s.generator_ema)

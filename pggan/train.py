@@ -127,28 +127,28 @@ class Trainer:
     def __init__(
         self,
         options: TrainOptions,
-        ctx: DistContext,
+        job: DistContext,
         run_dir: Path,
         channels: int,
         batch_source: BatchSource,
-        resume_state: dict[str, Any] | None = None,
+        resume_checkpoint: dict[str, Any] | None = None,
         log: Callable[[str], None] = print,
-        init_state: dict[str, Any] | None = None,
+        init_checkpoint: dict[str, Any] | None = None,
         dataset: dict[str, Any] | None = None,
     ) -> None:
-        options = options.resolved(ctx.world_size)
+        options = options.resolved(job.world_size)
         self.options = options
-        self.ctx = ctx
+        self.job = job
         self.run_dir = Path(run_dir)
         self.batch_source = batch_source
-        self.log = log if ctx.is_main else (lambda message: None)
+        self.log = log if job.is_main else (lambda message: None)
         self.schedule = build_schedule(options)
-        check_batch_sizes(self.schedule, ctx.world_size, options.mbstd_group_size, options.preset)
-        configure_torch(ctx.device, tf32=options.tf32, compile=options.compile)
-        self.state = build_gan_state(
+        check_batch_sizes(self.schedule, job.world_size, options.mbstd_group_size, options.preset)
+        configure_torch(job.device, tf32=options.tf32, compile=options.compile)
+        self.gan = build_gan_state(
             options.resolution,
             channels,
-            ctx.device,
+            job.device,
             latent_size=options.latent_size,
             fmap_base=options.fmap_base,
             fmap_max=options.fmap_max,
@@ -157,11 +157,11 @@ class Trainer:
             mbstd_strided=options.mbstd_strided,
             learning_rate=options.lr,
             seed=options.seed,  # identical initial weights on every rank
-            ddp=ctx.distributed,
+            ddp=job.distributed,
             compile=options.compile,
             gp_space=options.gp_space,
         )
-        self.memory_format = self.state.memory_format
+        self.memory_format = self.gan.memory_format
         self.noise = torch.Generator().manual_seed(options.seed)
         self.grid_latents = torch.randn(
             options.grid_size**2, options.latent_size, generator=torch.Generator().manual_seed(options.seed + 1)
@@ -171,7 +171,7 @@ class Trainer:
         self.progress.next_snapshot = self._snapshot_images()
         self.progress.next_swd = self._swd_images()
         self.progress.next_fid = self._fid_images()
-        self.resumed = resume_state is not None
+        self.resumed = resume_checkpoint is not None
         self.last_checkpoint: tuple[Path, int] | None = None  # the newest checkpoint known to be whole
         self.phase: Phase | None = None
         self.loader: Iterator[torch.Tensor] | None = None
@@ -180,15 +180,15 @@ class Trainer:
         self.stats_sum: dict[str, torch.Tensor] = {}
         self.stats_steps = 0
         self.tick_start = (time.perf_counter(), 0)
-        self.run_log = RunLog(self.run_dir, options.tensorboard, self.log) if ctx.is_main else None
+        self.run_log = RunLog(self.run_dir, options.tensorboard, self.log) if job.is_main else None
         self.swd: Any = None
         self.fid: Any = None
-        if resume_state is not None:
-            self._restore(resume_state)
-        elif init_state is not None:
+        if resume_checkpoint is not None:
+            self._restore(resume_checkpoint)
+        elif init_checkpoint is not None:
             from pggan.init_run import apply_init
 
-            apply_init(self, init_state, channels)
+            apply_init(self, init_checkpoint, channels)
         p = self.progress
         p.next_tick = max(p.next_tick, p.images_shown + 1) if p.images_shown else self._tick_images()
 
@@ -222,9 +222,10 @@ class Trainer:
         return self._next_event(self.options.snapshot_kimg)
 
     # ------------------------------------------------------------------ checkpoint state
-    def checkpoint_state(self) -> dict[str, Any]:
+    def checkpoint_dict(self) -> dict[str, Any]:
+        """Everything a resume needs, as the checkpoint dict that ``pggan.checkpoint`` defines and saves."""
         phase = self.schedule.phase_at(self.images_shown)
-        s = self.state
+        s = self.gan
         networks = network_state(
             s.generator, s.discriminator, s.generator_ema, phase.resolution, phase.alpha(self.images_shown)
         )
@@ -239,7 +240,7 @@ class Trainer:
         )
 
     def _restore(self, state: dict[str, Any]) -> None:
-        s = self.state
+        s = self.gan
         load_networks(state, s.generator, s.discriminator, s.generator_ema)
         load_optimizers(state, s.g_optimizer, s.d_optimizer)
         progress = run_progress(state)
@@ -258,12 +259,12 @@ class Trainer:
 
     def _enter_phase(self, phase: Phase) -> None:
         if phase.index != self.progress.optimizer_phase:
-            reset_optimizer(self.state.g_optimizer)
-            reset_optimizer(self.state.d_optimizer)
+            reset_optimizer(self.gan.g_optimizer)
+            reset_optimizer(self.gan.d_optimizer)
             self.progress.optimizer_phase = phase.index
-        set_learning_rate(self.state.g_optimizer, phase.learning_rate)
-        set_learning_rate(self.state.d_optimizer, phase.learning_rate)
-        self.state.enter_phase(phase.resolution, phase.fading)
+        set_learning_rate(self.gan.g_optimizer, phase.learning_rate)
+        set_learning_rate(self.gan.d_optimizer, phase.learning_rate)
+        self.gan.enter_phase(phase.resolution, phase.fading)
         self._close_loader()  # stop the previous loader's worker processes before starting new ones
         self.loader = self.batch_source(phase.resolution, phase.batch_size, self.images_shown)
         self.phase = phase
@@ -306,7 +307,7 @@ class Trainer:
             if self.run_log is not None:
                 self.run_log.close()
             self._close_loader()
-            self.state.release_views()
+            self.gan.release_views()
             self.phase = None
 
     def _close_loader(self) -> None:
@@ -316,16 +317,16 @@ class Trainer:
         self.loader = None
 
     def _one_step(self, phase: Phase) -> None:
-        ctx, options = self.ctx, self.options
+        job, options = self.job, self.options
         alpha = phase.alpha(self.images_shown)
         self.last_alpha = alpha
-        reals = to_float_images(next(self.loader), ctx.device, self.memory_format)
+        reals = to_float_images(next(self.loader), job.device, self.memory_format)
         d_latents, mix, g_latents = draw_step_noise(
-            self.noise, phase.batch_size, options.latent_size, ctx.rank, ctx.world_size
+            self.noise, phase.batch_size, options.latent_size, job.rank, job.world_size
         )
         beta = ema_beta_for(phase.batch_size, options.ema_beta, options.ema_kimg)
         stats = train_step(
-            self.state, StepInputs(reals, d_latents, mix, g_latents), phase.resolution, alpha, beta, options.amp
+            self.gan, StepInputs(reals, d_latents, mix, g_latents), phase.resolution, alpha, beta, options.amp
         )
         self.progress.images_shown += phase.batch_size
         self.progress.step += 1
@@ -334,7 +335,7 @@ class Trainer:
         self.stats_steps += 1
         finite = torch.isfinite(stats["d_loss"]) & torch.isfinite(stats["g_loss"])
         flags = torch.stack([(~finite).float().cpu(), torch.tensor(float(self.stop_requested))])
-        flags = all_reduce_sum(flags.to(ctx.device), ctx).tolist()
+        flags = all_reduce_sum(flags.to(job.device), job).tolist()
         if flags[0] > 0:
             raise TrainingDiverged(
                 f"non-finite loss at step {self.step} (kimg {self.images_shown / 1000:.3f}, "
@@ -345,7 +346,7 @@ class Trainer:
 
     def _check_finite_parameters(self) -> None:
         """Never checkpoint a network that has blown up, even when the last loss was still finite."""
-        params = [p for net in (self.state.generator, self.state.discriminator) for p in net.parameters()]
+        params = [p for net in (self.gan.generator, self.gan.discriminator) for p in net.parameters()]
         if not bool(torch.isfinite(torch.stack(torch._foreach_norm(params))).all()):
             raise TrainingDiverged(
                 f"non-finite parameters after step {self.step} (kimg {self.images_shown / 1000:.3f}); "
@@ -368,11 +369,11 @@ class Trainer:
         return where + advice
 
     def _save(self, path: Path) -> None:
-        save_checkpoint(self.checkpoint_state(), path)
+        save_checkpoint(self.checkpoint_dict(), path)
         self.last_checkpoint = (path, self.images_shown)
 
     def _progress_bar(self, total: int) -> Any:
-        if not self.ctx.is_main:
+        if not self.job.is_main:
             return None
         from tqdm import tqdm
 
@@ -395,9 +396,9 @@ class Trainer:
         seconds = now - start_time
         phase = self.phase
         stats = {k: (v / max(1, self.stats_steps)).item() for k, v in self.stats_sum.items()}
-        if self.ctx.distributed:
-            values = all_reduce_sum(torch.tensor(list(stats.values()), device=self.ctx.device), self.ctx)
-            stats = dict(zip(stats, (values / self.ctx.world_size).tolist(), strict=True))
+        if self.job.distributed:
+            values = all_reduce_sum(torch.tensor(list(stats.values()), device=self.job.device), self.job)
+            stats = dict(zip(stats, (values / self.job.world_size).tolist(), strict=True))
         p = self.progress
         record = {
             "tick": p.tick_index,
@@ -420,11 +421,11 @@ class Trainer:
         self._check_finite_parameters()
         if p.next_swd is not None and self.images_shown >= p.next_swd:
             p.next_swd = self._swd_images()
-            if self.ctx.is_main:
+            if self.job.is_main:
                 record["swd"] = self._evaluate_swd()
         if p.next_fid is not None and self.images_shown >= p.next_fid:
             p.next_fid = self._fid_images()
-            if self.ctx.is_main:
+            if self.job.is_main:
                 record["fid"] = self._evaluate_fid()
         if self.run_log is None:
             return
@@ -435,7 +436,7 @@ class Trainer:
 
     def _snapshot(self) -> None:
         self.progress.next_snapshot = self._snapshot_images()
-        if not self.ctx.is_main:
+        if not self.job.is_main:
             return
         label = kimg_label(self.images_shown)
         self.write_grid(self.run_dir / f"grid-{label}.png")
@@ -456,7 +457,7 @@ class Trainer:
 
         resolution, alpha = self.evaluation_point()
         with torch.inference_mode():
-            images = self.state.generator_ema(self.grid_latents.to(self.ctx.device), resolution, alpha)
+            images = self.gan.generator_ema(self.grid_latents.to(self.job.device), resolution, alpha)
         n = self.options.grid_size
         save_image_grid(images.float().cpu(), path, rows=n, cols=n)
         if self.run_log is not None and self.run_log.tensorboard:
@@ -469,22 +470,22 @@ class Trainer:
 
         if self.swd is None:
             self.swd = TrainingSWD(
-                self.options.data, self.options.swd_images, self.options.seed, self.ctx.device, self.run_dir
+                self.options.data, self.options.swd_images, self.options.seed, self.job.device, self.run_dir
             )
-        return self.swd.evaluate(self.state.generator_ema, *self.evaluation_point())
+        return self.swd.evaluate(self.gan.generator_ema, *self.evaluation_point())
 
     def _evaluate_fid(self) -> float:
         from pggan.train_fid import TrainingFID
 
         if self.fid is None:
             options = self.options
-            self.fid = TrainingFID(options.data, options.fid_images, options.seed, self.ctx.device, self.run_dir,
+            self.fid = TrainingFID(options.data, options.fid_images, options.seed, self.job.device, self.run_dir,
                                    options.inception, options.allow_unverified_inception)  # fmt: skip
-        return self.fid.evaluate(self.state.generator_ema, *self.evaluation_point())
+        return self.fid.evaluate(self.gan.generator_ema, *self.evaluation_point())
 
     def _memory_mb(self) -> float:
-        if self.ctx.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.ctx.device) / 2**20
+        if self.job.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.job.device) / 2**20
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

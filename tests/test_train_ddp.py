@@ -20,7 +20,7 @@ def free_port() -> int:
 
 
 def _flat_params(trainer):
-    s = trainer.state
+    s = trainer.gan
     return torch.cat(
         [p.detach().flatten() for n in (s.generator, s.discriminator, s.generator_ema) for p in n.parameters()]
     )
@@ -34,9 +34,9 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
         options = tiny_options(Path(root), total_kimg=0.056)
         run_dir = Path(options.out) / options.run_name
         run_dir.mkdir(parents=True, exist_ok=True)
-        ctx = DistContext(rank=rank, local_rank=rank, world_size=world_size)
+        job = DistContext(rank=rank, local_rank=rank, world_size=world_size)
         source = tensor_source(random_pyramid(), rank=rank, world_size=world_size)
-        trainer = Trainer(options, ctx, run_dir, 3, source, log=lambda m: None)
+        trainer = Trainer(options, job, run_dir, 3, source, log=lambda m: None)
         trainer.run()
         torch.save(_flat_params(trainer), Path(root) / f"params-rank{rank}.pt")
     finally:

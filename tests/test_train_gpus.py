@@ -46,7 +46,7 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
         options = default_schedule_options(Path(root))
         run_dir = Path(options.out) / options.run_name
         run_dir.mkdir(parents=True, exist_ok=True)
-        ctx = DistContext(rank=rank, local_rank=rank, world_size=world_size)
+        job = DistContext(rank=rank, local_rank=rank, world_size=world_size)
         inner = tensor_source(random_pyramid(count=64, top=8), rank=rank, world_size=world_size)
         seen = []
 
@@ -55,9 +55,9 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
                 seen.append((resolution, batch_size, batch.shape[0]))
                 yield batch
 
-        trainer = Trainer(options, ctx, run_dir, 3, source, log=lambda m: None)
+        trainer = Trainer(options, job, run_dir, 3, source, log=lambda m: None)
         assert trainer.run() == "done"
-        s = trainer.state
+        s = trainer.gan
         params = torch.cat([p.detach().flatten() for n in (s.generator, s.discriminator) for p in n.parameters()])
         torch.save({"seen": seen, "params": params, "options": trainer.options.to_dict()}, Path(root) / f"r{rank}.pt")
     finally:
@@ -105,13 +105,13 @@ def test_paper_preset_trains_with_batches_14_6_3(tmp_path):
             yield batch
 
     trainer = Trainer(options, DistContext(), run_dir, 3, source, log=lambda m: None)
-    assert trainer.options.mbstd_group_size == 16 and trainer.state.discriminator.mbstd_group_size == 16
+    assert trainer.options.mbstd_group_size == 16 and trainer.gan.discriminator.mbstd_group_size == 16
     assert trainer.run() == "done"
     batches = {}
     for res, local in seen:
         batches.setdefault(res, set()).add(local)
     assert batches == {4: {16}, 8: {16}, 16: {16}, 32: {16}, 64: {16}, 128: {16}, 256: {14}, 512: {6}, 1024: {3}}
-    params = torch.cat([p.detach().flatten() for p in trainer.state.discriminator.parameters()])
+    params = torch.cat([p.detach().flatten() for p in trainer.gan.discriminator.parameters()])
     assert torch.isfinite(params).all()
 
 

@@ -132,7 +132,7 @@ def test_fused_downsample_critic_trains_and_is_part_of_the_architecture(tmp_path
     assert state["discriminator_config"]["mbstd_strided"] is True
     ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
     assert [t["resolution"] for t in ticks] == [4, 8, 8, 16] and all(abs(t["d_loss"]) < 1e3 for t in ticks)
-    d = trainer.state.discriminator
+    d = trainer.gan.discriminator
     assert d.blocks[2].conv1.__class__.__name__ == "EqualizedConv2dDown"
     # Resuming it with the plain critic would load its weights into another function: refused.
     from pggan.train_options import TrainOptions, check_resumable

@@ -9,15 +9,17 @@ from pggan.train import Trainer
 from tests.train_helpers import random_pyramid, tensor_source, tiny_options
 
 
-def make_trainer(tmp_path, resume_state=None, **overrides):
+def make_trainer(tmp_path, resume_checkpoint=None, **overrides):
     options = tiny_options(tmp_path, **overrides)
     run_dir = Path(options.out) / options.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(options, DistContext(), run_dir, 3, tensor_source(random_pyramid()), resume_state=resume_state)
+    return Trainer(
+        options, DistContext(), run_dir, 3, tensor_source(random_pyramid()), resume_checkpoint=resume_checkpoint
+    )
 
 
 def params(trainer):
-    s = trainer.state
+    s = trainer.gan
     return [p.detach().clone() for net in (s.generator, s.discriminator, s.generator_ema) for p in net.parameters()]
 
 
@@ -45,13 +47,13 @@ def test_resume_is_bitwise_exact_from_any_point(tmp_path):
         assert first.run() == "done" and first.images_shown == stop_at
         state = load_checkpoint(root / "runs" / "run" / "latest.pt")
         assert run_progress(state).images_shown == stop_at
-        second = make_trainer(root, resume_state=state)
+        second = make_trainer(root, resume_checkpoint=state)
         assert second.run() == "done"
         got = params(second)
         assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True)), f"resume from {stop_at} diverged"
         for key in ("g_optimizer", "d_optimizer"):
-            a = getattr(one_go.state, key).state_dict()["state"]
-            b = getattr(second.state, key).state_dict()["state"]
+            a = getattr(one_go.gan, key).state_dict()["state"]
+            b = getattr(second.gan, key).state_dict()["state"]
             assert a.keys() == b.keys()
             assert all(torch.equal(a[k]["exp_avg"], b[k]["exp_avg"]) for k in a)
 
@@ -73,7 +75,7 @@ def test_stop_request_checkpoints_and_resumes(tmp_path):
     assert trainer.images_shown == 40
     state = load_checkpoint(tmp_path / "runs" / "run" / "latest.pt")
     assert run_progress(state).images_shown == 40
-    resumed = make_trainer(tmp_path, resume_state=state)
+    resumed = make_trainer(tmp_path, resume_checkpoint=state)
     assert resumed.run() == "done"
     reference = make_trainer(tmp_path / "ref")
     reference.run()
@@ -84,7 +86,7 @@ def test_optimizer_moments_reset_at_every_phase_start(tmp_path):
     trainer = make_trainer(tmp_path, total_kimg=0.024)
     trainer.run()
     # 24 images = two steps at 4×4 and one step into the fade: Adam has taken exactly one step since the reset.
-    steps = {int(v["step"]) for v in trainer.state.d_optimizer.state_dict()["state"].values()}
+    steps = {int(v["step"]) for v in trainer.gan.d_optimizer.state_dict()["state"].values()}
     assert steps == {1}
 
 
@@ -101,7 +103,7 @@ def test_stopped_and_resumed_run_keeps_tick_and_swd_cadence(tmp_path):
         run_dir = Path(options.out) / options.run_name
         run_dir.mkdir(parents=True, exist_ok=True)
         source = tensor_source(random_pyramid())
-        return _CountingSWD(options, DistContext(), run_dir, 3, source, resume_state=state, log=lambda m: None)
+        return _CountingSWD(options, DistContext(), run_dir, 3, source, resume_checkpoint=state, log=lambda m: None)
 
     def lines(root):
         records = [json.loads(x) for x in (root / "runs" / "run" / "stats.jsonl").read_text().splitlines()]

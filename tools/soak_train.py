@@ -117,7 +117,7 @@ def _worker(rank: int, args: argparse.Namespace, port: int, root: str) -> None:
         grid_size=2,
         tensorboard=True,
     )
-    ctx = DistContext(rank=rank, local_rank=rank, world_size=2)
+    job = DistContext(rank=rank, local_rank=rank, world_size=2)
 
     def source(resolution: int, batch_size: int, start: int) -> Any:
         return make_batch_loader(args.data, resolution, batch_size, start, 0, rank, 2, num_workers=1)
@@ -127,7 +127,7 @@ def _worker(rank: int, args: argparse.Namespace, port: int, root: str) -> None:
         options.run_name = f"soak-{round_index}"
         run_dir = Path(root) / options.run_name
         run_dir.mkdir(parents=True, exist_ok=True)
-        trainer = Sampled(options, ctx, run_dir, 3, source, log=lambda m: None)
+        trainer = Sampled(options, job, run_dir, 3, source, log=lambda m: None)
         trainer.run()
         steps += trainer.step
         end = {"round": round_index, "phase": "end", "kimg": trainer.images_shown / 1000}

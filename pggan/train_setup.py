@@ -143,7 +143,7 @@ def resolve_options(
 
 
 def validate(
-    options: TrainOptions, ctx: DistContext, state: dict[str, Any] | None = None, allow_new_data: bool = False
+    options: TrainOptions, job: DistContext, state: dict[str, Any] | None = None, allow_new_data: bool = False
 ) -> tuple[int, dict[str, Any]]:
     """Check the dataset (against the one a resumed run used) and the schedule; return channels and fingerprint."""
     from pggan.checkpoint import dataset_fingerprint as saved_fingerprint
@@ -164,7 +164,7 @@ def validate(
         raise UserError(f"the dataset {options.data} lacks the pyramid level(s) {missing}")
     if options.latent_size < 1 or options.fmap_base < 1 or options.fmap_max < 1:
         raise UserError("--latent-size, --fmap-base and --fmap-max must be positive")
-    check_batch_sizes(build_schedule(options), ctx.world_size, options.mbstd_group_size, options.preset)
+    check_batch_sizes(build_schedule(options), job.world_size, options.mbstd_group_size, options.preset)
     fingerprint = dataset_fingerprint(meta, options.data)
     if state is not None:
         model_channels = int(generator_config(state).get("channels", 3))
@@ -185,12 +185,12 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
     options, found, run_dir = resolve_options(cli_values, explicit)
     resume_path, state = found if found is not None else (None, None)
     timeout = cli_values.get("dist_timeout") or DEFAULT_TIMEOUT_MINUTES
-    ctx = init_distributed(options.device, timeout_minutes=timeout)
+    job = init_distributed(options.device, timeout_minutes=timeout)
     trainer = None
     try:
         if is_resolution(options.resolution):
-            options = options.resolved(ctx.world_size)  # the preset's tables for this many processes
-        channels, fingerprint = validate(options, ctx, state, bool(cli_values.get("allow_new_data")))
+            options = options.resolved(job.world_size)  # the preset's tables for this many processes
+        channels, fingerprint = validate(options, job, state, bool(cli_values.get("allow_new_data")))
         from pggan.data import make_batch_loader
 
         def batch_source(resolution: int, batch_size: int, start: int):
@@ -200,61 +200,61 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
                 batch_size,
                 start,
                 options.seed,
-                rank=ctx.rank,
-                world_size=ctx.world_size,
+                rank=job.rank,
+                world_size=job.world_size,
                 num_workers=options.workers,
                 mirror=options.mirror,
-                pin_memory=ctx.device.type == "cuda",
+                pin_memory=job.device.type == "cuda",
             )
 
-        init_state = None
+        init_checkpoint = None
         if state is None and options.init:
             from pggan.init_run import load_init_checkpoint
 
-            init_state = load_init_checkpoint(options.init)
+            init_checkpoint = load_init_checkpoint(options.init)
         trainer = Trainer(
             options,
-            ctx,
+            job,
             run_dir,
             channels,
             batch_source,
-            resume_state=state,
-            init_state=init_state,
+            resume_checkpoint=state,
+            init_checkpoint=init_checkpoint,
             dataset=fingerprint,
         )
         if resume_path is not None:
             trainer.last_checkpoint = (resume_path, trainer.images_shown)
-        if ctx.is_main:
+        if job.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_options(run_dir, trainer.options)
-            print(describe_schedule(trainer.options, trainer.schedule, ctx.world_size))
-            action = "resuming" if state is not None else "starting" if init_state is None else "initialising"
+            print(describe_schedule(trainer.options, trainer.schedule, job.world_size))
+            action = "resuming" if state is not None else "starting" if init_checkpoint is None else "initialising"
             print(
-                f"{action} run {run_dir} at kimg {trainer.images_shown / 1000:.3f} on {ctx.device}"
-                f"{f' x{ctx.world_size}' if ctx.distributed else ''}"
+                f"{action} run {run_dir} at kimg {trainer.images_shown / 1000:.3f} on {job.device}"
+                f"{f' x{job.world_size}' if job.distributed else ''}"
             )
-        barrier(ctx)
+        barrier(job)
         restore = install_stop_handlers(trainer)
         try:
             outcome = trainer.run()
         finally:
             restore()
-        barrier(ctx)
-        if ctx.is_main and outcome == "done":
+        barrier(job)
+        if job.is_main and outcome == "done":
             print(f"done: {run_dir} (latest checkpoint {trainer.latest_path})")
         return outcome
     except Exception as exc:
-        if ctx.distributed and peer_lost(exc):
-            raise UserError(_lost_peer_message(exc, ctx, trainer, run_dir)) from None
+        if job.distributed and peer_lost(exc):
+            raise UserError(_lost_peer_message(exc, job, trainer, run_dir)) from None
         raise
     finally:
         shutdown()
 
 
-def _lost_peer_message(exc: BaseException, ctx: DistContext, trainer: Any, run_dir: Path) -> str:
+def _lost_peer_message(exc: BaseException, job: DistContext, trainer: Any, run_dir: Path) -> str:
     reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
     position = f"at kimg {trainer.images_shown / 1000:.3f}" if trainer is not None else "while starting"
     return (
-        f"rank {ctx.rank}: lost contact with another process of the job {position} ({reason}); stopping. "
+        f"rank {job.rank}: lost contact with another process of the job {position} ({reason}); stopping. "
         f"Rerun the same command with --resume auto (or --resume {run_dir}) to continue from the last checkpoint"
     )
