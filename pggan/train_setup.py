@@ -26,14 +26,8 @@ from pggan.checkpoint import (
 from pggan.distributed import DEFAULT_TIMEOUT_MINUTES, DistContext, barrier, init_distributed, peer_lost, shutdown
 from pggan.errors import UserError
 from pggan.resolutions import growth_resolutions, is_resolution
-from pggan.train import (
-    Trainer,
-    build_schedule,
-    check_batch_sizes,
-    describe_schedule,
-    install_stop_handlers,
-    write_options,
-)
+from pggan.run_schedule import build_schedule, check_batch_sizes, describe_schedule
+from pggan.train import Trainer, install_stop_handlers, write_options
 from pggan.train_options import TrainOptions, check_resumable, upgrade_saved_options
 
 

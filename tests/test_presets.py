@@ -20,7 +20,7 @@ import pytest
 
 from pggan.errors import UserError
 from pggan.presets import OFFICIAL, PAPER, resolve_batches, resolve_learning_rates
-from pggan.train import build_schedule, check_batch_sizes
+from pggan.run_schedule import build_schedule, check_batch_sizes
 from pggan.train_options import TrainOptions, upgrade_saved_options
 
 RES = [4, 8, 16, 32, 64, 128, 256, 512, 1024]
