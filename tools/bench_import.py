@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model  # tools/machine.py
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -86,7 +88,7 @@ def main() -> None:
         print(f"built {pkl} in {time.perf_counter() - start:.1f} s")
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = cpu_model()
     results = {
         "cpu": cpu,
         "threads": torch.get_num_threads(),

@@ -18,7 +18,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from machine import cpu_model  # tools/machine.py
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,16 +54,6 @@ def children_rss_mb() -> float:
             continue
         total += sum(rss_mb(pid) for pid in children)
     return total
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _worker(rank: int, args: argparse.Namespace, port: int, root: str) -> None:
