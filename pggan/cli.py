@@ -188,7 +188,7 @@ def prepare_command(**options: Any) -> None:
 @click.option(
     "--dist-timeout",
     type=click.FloatRange(min=0.1),
-    default=5.0,
+    default=defaults.DIST_TIMEOUT_MINUTES,
     show_default=True,
     help="Minutes a process waits for a silent peer before the job stops (several processes only).",
 )
@@ -207,22 +207,35 @@ def train_command(ctx: click.Context, **options: Any) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path())
 @click.option("--grid", type=click.Path(), default=None, help="Write an image grid PNG here.")
-@click.option("--rows", type=int, default=8, show_default=True, help="Grid rows.")
-@click.option("--cols", type=int, default=8, show_default=True, help="Grid columns.")
+@click.option("--rows", type=int, default=defaults.SAMPLE_ROWS, show_default=True, help="Grid rows.")
+@click.option("--cols", type=int, default=defaults.SAMPLE_COLS, show_default=True, help="Grid columns.")
 @click.option("--outdir", type=click.Path(), default=None, help="Write individual PNGs (seed<S>-<k>.png) here.")
-@click.option("--count", type=int, default=64, show_default=True, help="How many PNGs --outdir gets.")
-@click.option("--video", type=click.Path(), default=None, help="Write a latent-walk mp4 here.")
-@click.option("--seconds", type=float, default=10.0, show_default=True, help="Video length.")
-@click.option("--fps", type=int, default=30, show_default=True, help="Video frame rate.")
 @click.option(
-    "--grid-size", default="1x1", show_default=True, help="Video layout COLSxROWS: one independent walk per cell."
+    "--count", type=int, default=defaults.SAMPLE_COUNT, show_default=True, help="How many PNGs --outdir gets."
 )
-@click.option("--smoothing", type=float, default=1.0, show_default=True, help="Walk smoothness: Gaussian σ in seconds.")
+@click.option("--video", type=click.Path(), default=None, help="Write a latent-walk mp4 here.")
+@click.option("--seconds", type=float, default=defaults.VIDEO_SECONDS, show_default=True, help="Video length.")
+@click.option("--fps", type=int, default=defaults.VIDEO_FPS, show_default=True, help="Video frame rate.")
+@click.option(
+    "--grid-size",
+    default=defaults.VIDEO_GRID,
+    show_default=True,
+    help="Video layout COLSxROWS: one independent walk per cell.",
+)
+@click.option(
+    "--smoothing",
+    type=float,
+    default=defaults.VIDEO_SMOOTHING,
+    show_default=True,
+    help="Walk smoothness: Gaussian σ in seconds.",
+)
 @click.option("--keyframes", type=int, default=None, help="Slerp through K random latents instead (looping).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images on any device.")
 @click.option("--raw", is_flag=True, help="Use the trained generator instead of its EMA average.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Images generated at once.")
+@click.option(
+    "--batch-size", type=int, default=defaults.SAMPLE_BATCH, show_default=True, help="Images generated at once."
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @_one_line_errors
 def sample_command(checkpoint: str, **options: Any) -> None:

@@ -41,3 +41,15 @@ WORKERS = 2
 GRID_SIZE = 8
 #: The official runs are float32: TF32 convolutions and matmuls stay off unless asked for.
 TF32 = False
+#: Minutes a process of a multi-process job waits for a silent peer before the job stops (torch's own: 30).
+DIST_TIMEOUT_MINUTES = 5.0
+
+# pggan-sample: grids, PNG folders and latent-walk videos.
+SAMPLE_ROWS = 8
+SAMPLE_COLS = 8
+SAMPLE_COUNT = 64
+VIDEO_SECONDS = 10.0
+VIDEO_FPS = 30
+VIDEO_GRID = "1x1"
+VIDEO_SMOOTHING = 1.0  # Gaussian σ of the latent walk, in seconds
+SAMPLE_BATCH = 8

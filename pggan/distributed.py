@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from pggan import defaults
 from pggan.errors import UserError
 
 #: How long a collective waits for a silent peer before the job gives up (torch's own default is 30 minutes for
 #: gloo and 10 for NCCL: long on a cluster, where a lost node should free the allocation and requeue quickly).
-DEFAULT_TIMEOUT_MINUTES = 5.0
+DEFAULT_TIMEOUT_MINUTES = defaults.DIST_TIMEOUT_MINUTES
 
 #: Words in the RuntimeErrors gloo and NCCL raise when a peer died, hung up or timed out.
 _PEER_LOST_MARKERS = ("gloo", "nccl", "connection reset", "connection closed", "timed out", "broken pipe", "socket")

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from pggan import defaults
 from pggan.distributed import resolve_device
 from pggan.errors import UserError
 from pggan.generate import generate_uint8, random_latents
@@ -54,21 +55,21 @@ def run_sample(
     checkpoint: str | os.PathLike[str],
     *,
     grid: str | os.PathLike[str] | None = None,
-    rows: int = 8,
-    cols: int = 8,
+    rows: int = defaults.SAMPLE_ROWS,
+    cols: int = defaults.SAMPLE_COLS,
     outdir: str | os.PathLike[str] | None = None,
-    count: int = 64,
+    count: int = defaults.SAMPLE_COUNT,
     video: str | os.PathLike[str] | None = None,
-    seconds: float = 10.0,
-    fps: int = 30,
-    grid_size: str = "1x1",
-    smoothing: float = 1.0,
+    seconds: float = defaults.VIDEO_SECONDS,
+    fps: int = defaults.VIDEO_FPS,
+    grid_size: str = defaults.VIDEO_GRID,
+    smoothing: float = defaults.VIDEO_SMOOTHING,
     keyframes: int | None = None,
     seed: int = 0,
     raw: bool = False,
     device: str = "auto",
     overwrite: bool = False,
-    batch_size: int = 8,
+    batch_size: int = defaults.SAMPLE_BATCH,
     progress: bool = False,
 ) -> list[Path]:
     """Everything ``pggan-sample`` does; returns the files written.

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pggan import defaults
 from pggan.atomic import atomic_write_bytes
 from pggan.errors import UserError
 from pggan.generate import generate_uint8
@@ -203,13 +204,13 @@ def render_video(
     resolution: int,
     alpha: float,
     *,
-    seconds: float = 10.0,
-    fps: int = 30,
+    seconds: float = defaults.VIDEO_SECONDS,
+    fps: int = defaults.VIDEO_FPS,
     grid_size: tuple[int, int] = (1, 1),
-    smoothing: float = 1.0,
+    smoothing: float = defaults.VIDEO_SMOOTHING,
     keyframes: int | None = None,
     seed: int = 0,
-    batch_size: int = 8,
+    batch_size: int = defaults.SAMPLE_BATCH,
     device: str | torch.device = "cpu",
     progress: bool = False,
     codecs: Sequence[str] = DEFAULT_CODECS,
