@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,25 +95,31 @@ def default_run_name(options: TrainOptions) -> str:
     return f"{stem}-{options.resolution}"
 
 
-def resolve_options(
-    cli_values: dict[str, Any], explicit: set[str]
-) -> tuple[TrainOptions, tuple[Path, dict[str, Any]] | None, Path]:
-    """Merge saved options (when resuming) with the explicitly given ones.
+@dataclass
+class ResolvedRun:
+    """What ``pggan-train`` starts from: the options, the run directory, and any checkpoint it begins with."""
 
-    Returns the options, the resumed checkpoint's (path, state) or None, and the run directory.
-    """
+    options: TrainOptions
+    run_dir: Path
+    resumed: tuple[Path, dict[str, Any]] | None = None  # --resume: the checkpoint continued, (path, state)
+    init_checkpoint: dict[str, Any] | None = None  # --init: the networks a new run starts from (loaded once)
+
+
+def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> ResolvedRun:
+    """Merge saved options (when resuming) with the explicitly given ones; find the checkpoint to begin with."""
     given = {k: v for k, v in cli_values.items() if k in explicit}
     defaults = TrainOptions.from_dict({k: v for k, v in cli_values.items() if k != "resume"})
     resume = cli_values.get("resume")
+    init_checkpoint = None
     if defaults.init:
         if resume and resume != "auto":
             raise UserError("--init starts a new run and --resume continues one: give only one of them")
         from pggan.init_run import load_init_checkpoint, options_for_init
 
-        defaults = options_for_init(defaults, explicit, load_init_checkpoint(defaults.init))
+        init_checkpoint = load_init_checkpoint(defaults.init)
+        defaults = options_for_init(defaults, explicit, init_checkpoint)
     if defaults.run_name is None and defaults.data:
         defaults.run_name = default_run_name(defaults)
-    resume = cli_values.get("resume")
     found = find_resume_checkpoint(resume, defaults) if resume else None
     if found is None:
         options = defaults
@@ -126,14 +133,14 @@ def resolve_options(
                 f"run directory {run_dir} already holds a run: pass --resume {run_dir} (or --resume auto) "
                 "to continue it, or --run-name NAME to start another"
             )
-        return options, None, run_dir
+        return ResolvedRun(options, run_dir, init_checkpoint=init_checkpoint)
     checkpoint, state = found
     if not is_resumable(state):
         raise UserError(f"{checkpoint} holds networks only, not a training state that can be resumed")
     saved = TrainOptions.from_dict(upgrade_saved_options(saved_options(state)))
     options = saved.merged({k: v for k, v in given.items() if k not in ("out", "run_name")})
     check_resumable(saved, options)
-    return options, found, checkpoint.parent
+    return ResolvedRun(options, checkpoint.parent, resumed=found)
 
 
 def validate(
@@ -176,8 +183,9 @@ def validate(
 
 def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
     """The whole of ``pggan-train``: returns "done" or "interrupted"."""
-    options, found, run_dir = resolve_options(cli_values, explicit)
-    resume_path, state = found if found is not None else (None, None)
+    run = resolve_options(cli_values, explicit)
+    options, run_dir = run.options, run.run_dir
+    resume_path, state = run.resumed if run.resumed is not None else (None, None)
     timeout = cli_values.get("dist_timeout") or DEFAULT_TIMEOUT_MINUTES
     job = init_distributed(options.device, timeout_minutes=timeout)
     trainer = None
@@ -201,11 +209,7 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
                 pin_memory=job.device.type == "cuda",
             )
 
-        init_checkpoint = None
-        if state is None and options.init:
-            from pggan.init_run import load_init_checkpoint
-
-            init_checkpoint = load_init_checkpoint(options.init)
+        init_checkpoint = run.init_checkpoint if state is None else None
         trainer = Trainer(
             options,
             job,
