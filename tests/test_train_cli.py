@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pggan.checkpoint import load_checkpoint, run_progress
+from tests.train_helpers import run_console
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -22,24 +23,12 @@ TINY = [
 ]  # fmt: skip
 
 
-def run(command, *args, timeout=120, **kwargs):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [str(BIN / command), *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, **kwargs
-    )
+run = run_console
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "faces16"
-    result = run("pggan-prepare", REPO / "datasets" / "sample", "--out", out, "--resolution", 16, "--workers", 1)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-def test_train_then_resume_with_larger_total(dataset, tmp_path):
+def test_train_then_resume_with_larger_total(faces16, tmp_path):
     out = tmp_path / "runs"
-    first = run("pggan-train", "--data", dataset, "--resolution", 16, "--out", out, "--run-name", "r",
+    first = run("pggan-train", "--data", faces16, "--resolution", 16, "--out", out, "--run-name", "r",
                 "--total-kimg", 0.04, *TINY)  # fmt: skip
     assert first.returncode == 0, first.stderr
     run_dir = out / "r"
@@ -61,14 +50,14 @@ def test_train_then_resume_with_larger_total(dataset, tmp_path):
     ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
     assert [t["kimg"] for t in ticks] == [0.016, 0.032, 0.04, 0.048, 0.064, 0.08]
     # Starting again under the same name is refused rather than overwriting the run.
-    again = run("pggan-train", "--data", dataset, "--resolution", 16, "--out", out, "--run-name", "r", *TINY)
+    again = run("pggan-train", "--data", faces16, "--resolution", 16, "--out", out, "--run-name", "r", *TINY)
     assert again.returncode != 0 and "already holds a run" in again.stderr
     assert run_progress(load_checkpoint(run_dir / "latest.pt")).images_shown == 80
 
 
-def test_sigterm_writes_checkpoint_and_exits_cleanly(dataset, tmp_path):
+def test_sigterm_writes_checkpoint_and_exits_cleanly(faces16, tmp_path):
     out = tmp_path / "runs"
-    args = ["--data", dataset, "--resolution", 16, "--out", out, "--run-name", "r", *TINY, "--total-kimg", 1000]
+    args = ["--data", faces16, "--resolution", 16, "--out", out, "--run-name", "r", *TINY, "--total-kimg", 1000]
     proc = subprocess.Popen(
         [str(BIN / "pggan-train"), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -100,10 +89,10 @@ def test_sigterm_writes_checkpoint_and_exits_cleanly(dataset, tmp_path):
         (["--resume", "/nonexistent/run"], "does not exist"),
     ],
 )
-def test_bad_input_is_one_line_error(dataset, tmp_path, args, message):
-    args = [a if a != "DATA" else dataset for a in args]
+def test_bad_input_is_one_line_error(faces16, tmp_path, args, message):
+    args = [a if a != "DATA" else faces16 for a in args]
     if "--data" not in args and "--resume" not in args and args != ["--resolution", 16]:
-        args = ["--data", dataset, *args]
+        args = ["--data", faces16, *args]
     result = run("pggan-train", *args, "--out", tmp_path, "--device", "cpu", "--no-tensorboard")
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
@@ -112,9 +101,9 @@ def test_bad_input_is_one_line_error(dataset, tmp_path, args, message):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_resume_from_another_architecture_is_refused(dataset, tmp_path):
+def test_resume_from_another_architecture_is_refused(faces16, tmp_path):
     out = tmp_path / "runs"
-    assert run("pggan-train", "--data", dataset, "--resolution", 16, "--out", out, "--run-name", "r",
+    assert run("pggan-train", "--data", faces16, "--resolution", 16, "--out", out, "--run-name", "r",
                "--total-kimg", 0.016, *TINY).returncode == 0  # fmt: skip
     before = (out / "r" / "latest.pt").read_bytes()
     result = run("pggan-train", "--resume", out / "r", "--fmap-max", "16")
@@ -122,9 +111,9 @@ def test_resume_from_another_architecture_is_refused(dataset, tmp_path):
     assert (out / "r" / "latest.pt").read_bytes() == before
 
 
-def test_nonfinite_loss_stops_with_step_and_keeps_checkpoint(dataset, tmp_path):
+def test_nonfinite_loss_stops_with_step_and_keeps_checkpoint(faces16, tmp_path):
     out = tmp_path / "runs"
-    assert run("pggan-train", "--data", dataset, "--resolution", 16, "--out", out, "--run-name", "r",
+    assert run("pggan-train", "--data", faces16, "--resolution", 16, "--out", out, "--run-name", "r",
                "--total-kimg", 0.016, *TINY).returncode == 0  # fmt: skip
     good = (out / "r" / "latest.pt").read_bytes()
     result = run("pggan-train", "--resume", out / "r", "--total-kimg", 0.08, "--lr", "1e30")
@@ -135,9 +124,9 @@ def test_nonfinite_loss_stops_with_step_and_keeps_checkpoint(dataset, tmp_path):
     assert all(torch.isfinite(v).all() for v in state["generator"].values())
 
 
-def test_torchrun_two_processes_train_like_one(dataset, tmp_path):
+def test_torchrun_two_processes_train_like_one(faces16, tmp_path):
     out = tmp_path / "runs"
-    common = ["--data", dataset, "--resolution", 16, "--out", out, *TINY, "--total-kimg", 0.048]
+    common = ["--data", faces16, "--resolution", 16, "--out", out, *TINY, "--total-kimg", 0.048]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "pggan", "train", "--run-name", "ddp",
@@ -156,9 +145,9 @@ def test_torchrun_two_processes_train_like_one(dataset, tmp_path):
             torch.testing.assert_close(ddp[key][name], tensor, rtol=1e-4, atol=1e-5, msg=f"{key}.{name}")
 
 
-def test_swd_is_evaluated_during_training(dataset, tmp_path):
+def test_swd_is_evaluated_during_training(faces16, tmp_path):
     out = tmp_path / "runs"
-    result = run("pggan-train", "--data", dataset, "--resolution", 16, "--out", out, "--run-name", "r", *TINY,
+    result = run("pggan-train", "--data", faces16, "--resolution", 16, "--out", out, "--run-name", "r", *TINY,
                  "--total-kimg", 0.08, "--swd-kimg", 0.032, "--swd-images", 64)  # fmt: skip
     assert result.returncode == 0, result.stderr
     ticks = [json.loads(line) for line in (out / "r" / "stats.jsonl").read_text().splitlines()]
@@ -169,9 +158,9 @@ def test_swd_is_evaluated_during_training(dataset, tmp_path):
     assert (out / "r" / "swd-reals-16.pt").is_file()  # the real descriptors are cached for the next evaluation
 
 
-def test_resume_auto_starts_then_continues(dataset, tmp_path):
+def test_resume_auto_starts_then_continues(faces16, tmp_path):
     out = tmp_path / "runs"
-    args = ["--data", dataset, "--resolution", 16, "--out", out, "--run-name", "job", *TINY, "--resume", "auto"]
+    args = ["--data", faces16, "--resolution", 16, "--out", out, "--run-name", "job", *TINY, "--resume", "auto"]
     first = run("pggan-train", *args, "--total-kimg", 0.016)
     assert first.returncode == 0, first.stderr
     assert "starting run" in first.stdout
@@ -185,7 +174,7 @@ def test_resume_auto_starts_then_continues(dataset, tmp_path):
     "device, message",
     [("cuda:0", "no CUDA device is available"), ("tpu", "must be auto, cpu, cuda or cuda:N")],
 )
-def test_device_accepts_the_same_names_as_the_other_commands(dataset, tmp_path, device, message):
+def test_device_accepts_the_same_names_as_the_other_commands(faces16, tmp_path, device, message):
     if device.startswith("cuda") and torch.cuda.is_available():
         pytest.skip("a GPU is present: cuda:0 is valid here")
     from click.testing import CliRunner
@@ -193,7 +182,7 @@ def test_device_accepts_the_same_names_as_the_other_commands(dataset, tmp_path, 
     from pggan.cli import train_command
 
     result = CliRunner().invoke(
-        train_command, ["--data", str(dataset), "--resolution", "16", "--out", str(tmp_path), "--device", device]
+        train_command, ["--data", str(faces16), "--resolution", "16", "--out", str(tmp_path), "--device", device]
     )
     assert result.exit_code == 1 and message in result.output
     assert len(result.output.strip().splitlines()) == 1

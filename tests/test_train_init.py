@@ -1,8 +1,6 @@
 """pggan-train --init (fine-tuning imported networks) and training the fused-downsample critic."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from pggan.official import import_official
 from pggan.schedule import Schedule
 from pggan.train import Trainer
 from tests.official_pickles import official_states, write_official_pickle
-from tests.train_helpers import random_pyramid, tensor_source, tiny_options
+from tests.train_helpers import random_pyramid, run_console, tensor_source, tiny_options
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -28,19 +26,7 @@ TINY = [
 ]  # fmt: skip
 
 
-def run(command, *args, timeout=120):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [str(BIN / command), *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
-    )
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "faces16"
-    result = run("pggan-prepare", REPO / "datasets" / "sample", "--out", out, "--resolution", 16, "--workers", 1)
-    assert result.returncode == 0, result.stderr
-    return out
+run = run_console
 
 
 @pytest.fixture
@@ -60,12 +46,12 @@ def test_entry_point_follows_resolution_and_alpha():
     assert entry_images(schedule, 16, 0.5) == 56  # half way through the fade-in to 16x16
 
 
-def test_train_init_fine_tunes_imported_networks(dataset, imported, tmp_path):
+def test_train_init_fine_tunes_imported_networks(faces16, imported, tmp_path):
     out = tmp_path / "runs"
     result = run(
         "pggan-train",
         "--data",
-        dataset,
+        faces16,
         "--init",
         imported,
         "--out",
@@ -100,7 +86,7 @@ def test_train_init_fine_tunes_imported_networks(dataset, imported, tmp_path):
     assert run_progress(load_checkpoint(out / "ft" / "latest.pt")).images_shown == 96
 
 
-def test_train_init_refuses_conflicts(dataset, imported, tmp_path):
+def test_train_init_refuses_conflicts(faces16, imported, tmp_path):
     from click.testing import CliRunner
 
     from pggan.__main__ import main
@@ -112,11 +98,11 @@ def test_train_init_refuses_conflicts(dataset, imported, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
         return lines[0]
 
-    assert "--fmap-max 16 conflicts with --init" in train("--data", dataset, "--init", imported, "--fmap-max", 16)
+    assert "--fmap-max 16 conflicts with --init" in train("--data", faces16, "--init", imported, "--fmap-max", 16)
     assert "only one of them" in train("--init", imported, "--resume", tmp_path)
-    assert "not found" in train("--data", dataset, "--init", tmp_path / "absent.pt")
+    assert "not found" in train("--data", faces16, "--init", tmp_path / "absent.pt")
     assert "--total-kimg must be larger" in train(
-        "--data", dataset, "--init", imported, "--total-kimg", 0.05, "--out", tmp_path / "runs"
+        "--data", faces16, "--init", imported, "--total-kimg", 0.05, "--out", tmp_path / "runs"
     )
     assert not (tmp_path / "runs").exists()
 

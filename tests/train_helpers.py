@@ -1,6 +1,11 @@
-"""Shared set-up for the training tests: tiny options and a deterministic in-memory batch source."""
+"""Shared set-up for the training tests: tiny options, a deterministic in-memory batch source, console runs."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 
@@ -54,3 +59,16 @@ def random_pyramid(count: int = 24, top: int = 16, channels: int = 3, seed: int 
         levels[res // 2] = torch.nn.functional.avg_pool2d(levels[res].float(), 2).round().to(torch.uint8)
         res //= 2
     return levels
+
+
+def run_console(command: str, *args, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run an installed console script (pggan-train, pggan-prepare, ...) as a user would, output captured."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / command), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
+    )
