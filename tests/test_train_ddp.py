@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pggan.distributed import DistContext
+from pggan.distributed import DistContext, shutdown
 from pggan.train import Trainer
 from tests.train_helpers import random_pyramid, tensor_source, tiny_options
 
@@ -40,7 +40,7 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
         trainer.run()
         torch.save(_flat_params(trainer), Path(root) / f"params-rank{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        shutdown()  # drops DDP reducers (gc) before the group, as pggan-train does
 
 
 def test_two_process_gloo_equals_single_process(tmp_path):

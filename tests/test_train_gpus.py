@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pggan.distributed import DistContext
+from pggan.distributed import DistContext, shutdown
 from pggan.train import Trainer
 from tests.train_helpers import random_pyramid, tensor_source
 
@@ -61,7 +61,7 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
         params = torch.cat([p.detach().flatten() for n in (s.generator, s.discriminator) for p in n.parameters()])
         torch.save({"seen": seen, "params": params, "options": trainer.options.to_dict()}, Path(root) / f"r{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        shutdown()  # drops DDP reducers (gc) before the group, as pggan-train does
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ def _worker(rank: int, args: argparse.Namespace, port: int, root: str) -> None:
     import torch.distributed as dist
 
     from pggan.data import make_batch_loader
-    from pggan.distributed import DistContext
+    from pggan.distributed import DistContext, shutdown
     from pggan.train import Trainer
     from pggan.train_options import TrainOptions
 
@@ -127,7 +127,7 @@ def _worker(rank: int, args: argparse.Namespace, port: int, root: str) -> None:
     Path(root, f"samples-{rank}.json").write_text(
         json.dumps({"samples": samples, "seconds": time.perf_counter() - began, "steps": steps})
     )
-    dist.destroy_process_group()
+    shutdown()  # drops DDP reducers (gc) before the group, as pggan-train does
 
 
 def main() -> None:
