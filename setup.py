@@ -38,6 +38,8 @@ setup(
             "pggan-swd=pggan.cli:swd_command",
             "pggan-import=pggan.cli:import_command",
             "pggan-fid=pggan.cli:fid_command",
+            "pggan-msssim=pggan.cli:msssim_command",
+            "pggan-eval=pggan.cli:eval_command",
         ]
     },
 )

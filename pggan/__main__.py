@@ -6,7 +6,16 @@ Handy for launchers that take a module, e.g.
 
 import click
 
-from pggan.cli import fid_command, import_command, prepare_command, sample_command, swd_command, train_command
+from pggan.cli import (
+    eval_command,
+    fid_command,
+    import_command,
+    msssim_command,
+    prepare_command,
+    sample_command,
+    swd_command,
+    train_command,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +29,8 @@ main.add_command(sample_command, "sample")
 main.add_command(swd_command, "swd")
 main.add_command(import_command, "import")
 main.add_command(fid_command, "fid")
+main.add_command(msssim_command, "msssim")
+main.add_command(eval_command, "eval")
 
 if __name__ == "__main__":
     main()

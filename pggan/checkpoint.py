@@ -60,6 +60,7 @@ class RunProgress:
     next_snapshot: int = 0
     next_swd: int | None = None
     next_fid: int | None = None
+    next_msssim: int | None = None
     elapsed_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

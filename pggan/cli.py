@@ -158,6 +158,14 @@ def prepare_command(**options: Any) -> None:
 @click.option(
     "--fid-images", type=int, default=defaults.FID_IMAGES, show_default=True, help="Fakes (and reals at most) per FID."
 )
+@click.option("--msssim-kimg", type=float, default=None, help="Evaluate MS-SSIM every K kimg [default: off].")
+@click.option(
+    "--msssim-images",
+    type=int,
+    default=defaults.MSSSIM_IMAGES,
+    show_default=True,
+    help="Images (pairs × 2) per MS-SSIM, generated and real.",
+)
 @click.option("--inception", type=click.Path(), default=None, help="Inception-v3 weights file for --fid-kimg.")
 @click.option(
     "--allow-unverified-inception", is_flag=True, default=False, help="Accept a non-standard Inception weights file."
@@ -340,3 +348,86 @@ def fid_command(**options: Any) -> None:
     click.echo(f"FID {report['fid']:.4f}  ({report['num_real']} real, {report['num_images']} fake images)")
     if report["comparable"] is False:
         click.echo("warning: unverified Inception weights: this FID is not comparable with published numbers")
+
+
+# ---------------------------------------------------------------- pggan-msssim
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("source", type=click.Path())
+@click.option(
+    "--num-images",
+    type=int,
+    default=None,
+    help=f"Images to pair, even [default: {defaults.MSSSIM_IMAGES}, or the set's size rounded down to even].",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Subset of a dataset or folder, or the latents.")
+@click.option("--resolution", type=int, default=None, help="Measure at this size [default: the source's].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--json", "json_path", type=click.Path(), default=None, help="Also write the result as JSON here.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_one_line_errors
+def msssim_command(**options: Any) -> None:
+    """Mean MS-SSIM of pairs of images (the paper's diversity figure; higher means more alike).
+
+    SOURCE is what pggan-swd reads: a dataset made by pggan-prepare, a folder or .zip of images, or a checkpoint
+    (or run directory) whose EMA generator draws the images. Image 2i is paired with image 2i+1, as the official
+    code pairs them. For a dataset this is the real-pair figure its generators should approach.
+    """
+    from pggan.metrics.ms_ssim import measure
+
+    quiet = options.pop("quiet")
+    report = measure(options.pop("source"), progress=not quiet, **options)
+    click.echo(
+        f"MS-SSIM {report['msssim']:.4f}  ({report['num_pairs']} pairs of {report['kind']} images at "
+        f"{report['resolution']}², seed {report['seed']})"
+    )
+    if report["kind"] in ("dataset", "folder"):
+        click.echo("real pairs: the figure a generator trained on these images should approach (higher = less diverse)")
+
+
+# ---------------------------------------------------------------- pggan-eval
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.argument("run_dir", type=click.Path())
+@click.option("--metrics", default=defaults.EVAL_METRICS, show_default=True, help="Comma-separated: swd, fid, msssim.")
+@click.option(
+    "--num-images",
+    type=int,
+    default=None,
+    help=f"Images per metric [default: each metric's own: SWD {defaults.SWD_IMAGES}, FID {defaults.FID_IMAGES}, "
+    f"MS-SSIM {defaults.MSSSIM_IMAGES}].",
+)
+@click.option("--inception", "inception_path", type=click.Path(), default=None, help="Inception-v3 weights, for fid.")
+@click.option("--allow-unverified", is_flag=True, help="Accept an Inception weights file that is not the standard one.")
+@click.option("--data", type=click.Path(), default=None, help="The real images [default: the run's dataset].")
+@click.option("--seed", type=int, default=None, help="Subsets and latents [default: the run's seed, as training].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--swd-levels", is_flag=True, help="One SWD column per pyramid level, not only the average.")
+@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True, help="Add the values to the run's.")
+@click.option("--json", "json_path", type=click.Path(), default=None, help="Also write every row as JSON here.")
+@_one_line_errors
+def eval_command(**options: Any) -> None:
+    """Evaluate every checkpoint of a run: one table row per checkpoint (kimg order), as the official
+    evaluate_metrics prints it.
+
+    Each metric runs at the checkpoint's resolution and alpha against the run's dataset; real sides are computed
+    once per resolution and cached in RUN_DIR (training's caches are reused). Finished values are kept in
+    RUN_DIR/eval-metrics.jsonl: run the same command again after an interruption and it continues.
+    """
+    from pggan.metrics.evaluate import evaluate_run
+
+    evaluate_run(
+        options["run_dir"],
+        metrics=options["metrics"],
+        num_images=options["num_images"],
+        inception_path=options["inception_path"],
+        allow_unverified=options["allow_unverified"],
+        data=options["data"],
+        seed=options["seed"],
+        device=options["device"],
+        json_path=options["json_path"],
+        swd_levels=options["swd_levels"],
+        tensorboard=options["tensorboard"],
+        echo=lambda line: click.echo(line),
+        warn=lambda line: click.echo(line, err=True),
+    )
+    if options["json_path"] is not None:
+        click.echo(f"wrote {options['json_path']}")

@@ -94,4 +94,5 @@ def apply_init(trainer: Trainer, state: dict[str, Any], channels: int) -> None:
     progress.next_snapshot = trainer._snapshot_images()
     progress.next_swd = trainer._swd_images()
     progress.next_fid = trainer._fid_images()
+    progress.next_msssim = trainer._msssim_images()
     progress.next_tick = trainer._tick_images()

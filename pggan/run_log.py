@@ -15,7 +15,9 @@ from typing import Any
 from pggan.atomic import WriteFailed, append_line, atomic_write_bytes
 
 #: Quality metrics a tick record may carry, with their console titles; a dict value is one number per level.
-METRICS = {"swd": "SWD x1e3", "fid": "FID"}
+METRICS = {"swd": "SWD x1e3", "fid": "FID", "msssim": "MS-SSIM"}
+#: Decimals a metric's values show on the console (2 unless named).
+_DECIMALS = {"msssim": 4}
 #: Record keys that are counters, not curves: kept out of TensorBoard.
 _NOT_PLOTTED = ("tick", "step")
 
@@ -68,7 +70,8 @@ class RunLog:
         for key, title in METRICS.items():
             value = record.get(key)
             if isinstance(value, dict) and value:
-                self.console(f"{title} at {where}  " + "  ".join(f"{k}: {v:.2f}" for k, v in value.items()))
+                digits = _DECIMALS.get(key, 2)
+                self.console(f"{title} at {where}  " + "  ".join(f"{k}: {v:.{digits}f}" for k, v in value.items()))
             elif isinstance(value, (int, float)):
                 self.console(f"{title} at {where}  {value:.3f}")
         writer = self._writer()

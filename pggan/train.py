@@ -120,6 +120,7 @@ class Trainer:
         self.progress.next_snapshot = self._snapshot_images()
         self.progress.next_swd = self._swd_images()
         self.progress.next_fid = self._fid_images()
+        self.progress.next_msssim = self._msssim_images()
         self.resumed = resume_checkpoint is not None
         self.last_checkpoint: tuple[Path, int] | None = None  # the newest checkpoint known to be whole
         self.phase: Phase | None = None
@@ -132,6 +133,7 @@ class Trainer:
         self.run_log = RunLog(self.run_dir, options.tensorboard, self.log) if job.is_main else None
         self.swd: Any = None
         self.fid: Any = None
+        self.msssim: Any = None
         if resume_checkpoint is not None:
             self._restore(resume_checkpoint)
         elif init_checkpoint is not None:
@@ -167,6 +169,9 @@ class Trainer:
     def _fid_images(self) -> int | None:
         return self._next_event(self.options.fid_kimg)
 
+    def _msssim_images(self) -> int | None:
+        return self._next_event(self.options.msssim_kimg)
+
     def _snapshot_images(self) -> int:
         return self._next_event(self.options.snapshot_kimg)
 
@@ -193,7 +198,9 @@ class Trainer:
         load_networks(state, s.generator, s.discriminator, s.generator_ema)
         load_optimizers(state, s.g_optimizer, s.d_optimizer)
         progress = run_progress(state)
-        for name, kimg in (("next_swd", self.options.swd_kimg), ("next_fid", self.options.fid_kimg)):
+        metrics = (("next_swd", self.options.swd_kimg), ("next_fid", self.options.fid_kimg),
+                   ("next_msssim", self.options.msssim_kimg))  # fmt: skip
+        for name, kimg in metrics:
             if kimg is None:
                 setattr(progress, name, None)
             elif getattr(progress, name) is None:  # an older checkpoint, or the metric switched on at this resume
@@ -376,6 +383,10 @@ class Trainer:
             p.next_fid = self._fid_images()
             if self.job.is_main:
                 record["fid"] = self._evaluate_fid()
+        if p.next_msssim is not None and self.images_shown >= p.next_msssim:
+            p.next_msssim = self._msssim_images()
+            if self.job.is_main:
+                record["msssim"] = self._evaluate_msssim()
         if self.run_log is None:
             return
         # The line first, then the checkpoint: a resume trims lines past its checkpoint, so the log stays whole.
@@ -431,6 +442,15 @@ class Trainer:
             self.fid = TrainingFID(options.data, options.fid_images, options.seed, self.job.device, self.run_dir,
                                    options.inception, options.allow_unverified_inception)  # fmt: skip
         return self.fid.evaluate(self.gan.generator_ema, *self.evaluation_point())
+
+    def _evaluate_msssim(self) -> dict[str, float]:
+        from pggan.metrics.train_msssim import TrainingMSSSIM
+
+        if self.msssim is None:
+            options = self.options
+            self.msssim = TrainingMSSSIM(options.data, options.msssim_images, options.seed, self.job.device,
+                                         self.run_dir)  # fmt: skip
+        return self.msssim.evaluate(self.gan.generator_ema, *self.evaluation_point())
 
     def _memory_mb(self) -> float:
         if self.job.device.type == "cuda":

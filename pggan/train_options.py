@@ -65,6 +65,8 @@ class TrainOptions:
     swd_images: int = defaults.SWD_IMAGES
     fid_kimg: float | None = None
     fid_images: int = defaults.FID_IMAGES
+    msssim_kimg: float | None = None
+    msssim_images: int = defaults.MSSSIM_IMAGES
     inception: str | None = None
     allow_unverified_inception: bool = False
     mirror: bool | None = None

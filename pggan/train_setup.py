@@ -170,6 +170,12 @@ def validate(
     if state is not None:
         model_channels = int(generator_config(state).get("channels", 3))
         check_same_dataset(saved_fingerprint(state), fingerprint, model_channels, allow_new_data)
+    if options.msssim_kimg:
+        from pggan.metrics.ms_ssim import check_num_images
+
+        check_num_images(options.msssim_images, "--msssim-images")
+        if int(meta["count"]) < 2:
+            raise UserError(f"--msssim-kimg needs at least 2 images (one pair); {options.data} holds {meta['count']}")
     if options.fid_kimg:
         if not options.inception:
             raise UserError("--fid-kimg needs --inception PATH (the Inception-v3 weights file)")
