@@ -165,3 +165,20 @@ def test_a_single_image_is_refused(tmp_path):
     (folder / first.name).write_bytes(first.read_bytes())
     result = run(folder, "--quiet")
     assert result.exit_code != 0 and "at least 2 images (one pair)" in result.output
+
+
+def test_benchmark_smoke_runs_and_agrees_with_the_official_code(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    tool = Path(__file__).resolve().parent.parent / "tools" / "bench_msssim.py"
+    result = subprocess.run([sys.executable, str(tool), "--smoke", "--json", str(out)], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpu"] and [c["resolution"] for c in report["cases"]] == [32, 64]
+    for case in report["cases"]:
+        assert case["pairs"] == 6 and case["seconds"] >= 0 and "peak_memory_gib" in case
+        base = case["baseline"]
+        assert base["msssim_pggan_on_subset"] == pytest.approx(base["msssim_official_on_subset"], abs=2e-5)
