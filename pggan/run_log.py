@@ -14,7 +14,8 @@ from typing import Any
 
 from pggan.atomic import WriteFailed, append_line, atomic_write_bytes
 
-#: Quality metrics a tick record may carry, with their console titles; a dict value is one number per level.
+#: Quality metrics a tick record may carry, with their console titles; a dict value is one number per key (per level
+#: for SWD, "fake" and "real" for MS-SSIM).
 METRICS = {"swd": "SWD x1e3", "fid": "FID", "msssim": "MS-SSIM"}
 #: Decimals a metric's values show on the console (2 unless named).
 _DECIMALS = {"msssim": 4}

@@ -1,1 +1,1 @@
-"""Quality metrics: the paper's Laplacian-pyramid sliced Wasserstein distance."""
+"""Quality metrics: the paper's Laplacian-pyramid SWD and MS-SSIM, FID, and the evaluation of a whole run."""

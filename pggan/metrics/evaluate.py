@@ -291,6 +291,7 @@ def evaluate_run(
     if not snapshots:
         raise UserError(f"no readable checkpoint in {run_dir}: nothing to evaluate")
     options = run_options(run_dir, latest_state)
+    del latest_state  # a latest.pt that gets a row keeps its state in its Snapshot until that row is done
     data = data if data is not None else options.get("data")
     if not data:
         raise UserError(f"{run_dir} does not name its dataset (no options.json): pass --data DATASET")

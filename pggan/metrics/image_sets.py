@@ -5,8 +5,8 @@ megapixel images never sit in memory at once. Sets are brought to one resolution
 reads the pyramid level itself; a folder (or .zip) is read by ``pggan-prepare``'s own reader
 (``pggan.image_sources``: same file list, EXIF orientation, 16-bit scaling, centre crop and Lanczos resize), so
 a folder scores as the dataset made from it; a checkpoint's EMA generator draws through ``pggan.generate`` (the
-seed rule training uses) at its own resolution and is box-filtered down or nearest-upsampled. ``pggan-fid``
-reads its images through here too.
+seed rule training uses) at its own resolution and is box-filtered down or nearest-upsampled. ``pggan-fid`` and
+``pggan-msssim`` read their images through here too.
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ def ms_ssim_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     per_pair = a.shape[1] * a.shape[2] * a.shape[3]
     step = max(1, PIXELS_PER_CHUNK // per_pair)
     weights = torch.tensor(WEIGHTS, dtype=_DTYPE, device=a.device)
-    scores = []
+    scores = [torch.zeros(0, dtype=_DTYPE, device=a.device)]
     for start in range(0, a.shape[0], step):
         x = a[start : start + step].to(_DTYPE)
         y = b[start : start + step].to(_DTYPE)
@@ -193,7 +193,7 @@ def ms_ssim_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             css.append(cs)
             if level + 1 < LEVELS:  # the official halves once more after the last level; nothing reads it
                 x, y = _halve(x), _halve(y)
-        cs_levels = torch.stack(css[:-1]).clamp_min(0.0)  # "Clip to zero. Otherwise we get NaNs."
+        cs_levels = torch.stack(css[:-1]).clamp_min(0.0)  # clipped at 0: a negative base to a fractional power is NaN
         last = ssims[-1].clamp_min(0.0)
         product = torch.prod(cs_levels ** weights[:-1, None], dim=0) * last ** weights[-1]
         scores.append(product)
