@@ -401,12 +401,15 @@ def msssim_command(**options: Any) -> None:
 @click.option("--seed", type=int, default=None, help="Subsets and latents [default: the run's seed, as training].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--swd-levels", is_flag=True, help="One SWD column per pyramid level, not only the average.")
-@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True, help="Add the values to the run's.")
+@click.option(
+    "--tensorboard/--no-tensorboard", default=True, show_default=True, help="Add new values to the run's TensorBoard."
+)
 @click.option("--json", "json_path", type=click.Path(), default=None, help="Also write every row as JSON here.")
 @_one_line_errors
 def eval_command(**options: Any) -> None:
-    """Evaluate every checkpoint of a run: one table row per checkpoint (kimg order), as the official
-    evaluate_metrics prints it.
+    """Metrics of every checkpoint of a run, one table row each (the official evaluate_metrics).
+
+    Rows follow kimg order: checkpoint-*.pt, then latest.pt unless a snapshot holds its position.
 
     Each metric runs at the checkpoint's resolution and alpha against the run's dataset; real sides are computed
     once per resolution and cached in RUN_DIR (training's caches are reused). Finished values are kept in
