@@ -23,10 +23,11 @@ Pairs are formed as the official ``API.feed`` forms them: image 2i with image 2i
 with ``images[1::2]`` of every even minibatch), and the result is the mean over all pairs. pggan carries an odd
 image over to the next batch, so the pairs do not depend on how the stream is batched.
 
-Arithmetic is float64 throughout; the official code forms the products in float32, which rounds only at the two
-coarsest levels (results differ by ~1e-7). The window is applied as two 1-D passes of shifted multiply-adds
-(exactly the 2-D window's sums, in another order: the Gaussian is separable), on the CPU in row strips that stay
-in cache; the official code uses FFT convolutions. Tests compare with a float64 transcription of the official code.
+Arithmetic is float64 throughout. The official code casts the images to float32, so its products and (through
+scipy) the FFTs of its images run in single precision; it differs from float64 by a few 1e-6. The window is
+applied as two 1-D passes of shifted multiply-adds (exactly the 2-D window's sums, in another order: the Gaussian
+is separable), on the CPU in row strips that stay in cache; the official code uses FFT convolutions. Tests compare
+with a float64 transcription of the official code.
 """
 
 from __future__ import annotations
