@@ -10,6 +10,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -184,6 +185,13 @@ def prepare_command(**options: Any) -> None:
     "--workers", type=int, default=defaults.WORKERS, show_default=True, help="Data-loading processes per GPU."
 )
 @click.option("--grid-size", type=int, default=defaults.GRID_SIZE, show_default=True, help="Snapshot grids are N×N.")
+@click.option(
+    "--grid-ticks",
+    type=int,
+    default=defaults.GRID_TICKS,
+    show_default=True,
+    help="Write a small grid (ticks/grid-<kimg>.png) every N ticks, for pggan-sample --training-video; 0 = none.",
+)
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True)
 @click.option(
     "--dist-timeout",
@@ -204,18 +212,25 @@ def train_command(ctx: click.Context, **options: Any) -> None:
 
 
 # ---------------------------------------------------------------- pggan-sample
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("checkpoint", type=click.Path())
-@click.option("--grid", type=click.Path(), default=None, help="Write an image grid PNG here.")
+@click.option("--grid", type=click.Path(), default=None, help="Write an image grid PNG here (and its seeds, .json).")
 @click.option("--rows", type=int, default=defaults.SAMPLE_ROWS, show_default=True, help="Grid rows.")
 @click.option("--cols", type=int, default=defaults.SAMPLE_COLS, show_default=True, help="Grid columns.")
-@click.option("--outdir", type=click.Path(), default=None, help="Write individual PNGs (seed<S>-<k>.png) here.")
+@click.option("--outdir", type=click.Path(), default=None, help="Write one PNG per face (seed<SSSSS>.png) here.")
 @click.option(
     "--count", type=int, default=defaults.SAMPLE_COUNT, show_default=True, help="How many PNGs --outdir gets."
 )
-@click.option("--video", type=click.Path(), default=None, help="Write a latent-walk mp4 here.")
+@click.option("--seed", type=int, default=0, show_default=True, help="First seed: faces are seeds S, S+1, ...")
+@click.option("--seeds", default=None, help="These faces instead, e.g. 12,873,40-47 (grids in this order).")
+@click.option("--video", type=click.Path(), default=None, help="Write a latent-walk (or morph, or edit) mp4 here.")
 @click.option("--seconds", type=float, default=defaults.VIDEO_SECONDS, show_default=True, help="Video length.")
-@click.option("--fps", type=int, default=defaults.VIDEO_FPS, show_default=True, help="Video frame rate.")
+@click.option(
+    "--fps",
+    type=int,
+    default=None,
+    help=f"Frame rate [default: {defaults.VIDEO_FPS}; {defaults.TRAINING_VIDEO_FPS} for --training-video].",
+)
 @click.option(
     "--grid-size",
     default=defaults.VIDEO_GRID,
@@ -229,28 +244,41 @@ def train_command(ctx: click.Context, **options: Any) -> None:
     show_default=True,
     help="Walk smoothness: Gaussian σ in seconds.",
 )
-@click.option("--keyframes", type=int, default=None, help="Slerp through K random latents instead (looping).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images on any device.")
+@click.option("--keyframes", type=int, default=None, help="Slerp through the faces of K seeds instead (looping).")
+@click.option("--keyframe-seeds", default=None, help="Morph through exactly these faces, e.g. 12,873,44 (--video).")
+@click.option("--loop/--no-loop", default=True, show_default=True, help="Morphs return to the first face.")
+@click.option("--direction", default=None, help="Edit the faces along sefa:K (closed form) or FILE.npy.")
+@click.option(
+    "--strengths", default=None, help="Edit strengths LO:HI:N or a,b,c [default: -3:3:7]; videos sweep LO..HI."
+)
+@click.option(
+    "--training-video",
+    type=click.Path(),
+    default=None,
+    help="Write the run's grids, in kimg order, as an mp4 here (CHECKPOINT is the run directory).",
+)
+@click.option("--caption/--no-caption", default=True, show_default=True, help="kimg and resolution under each frame.")
 @click.option("--raw", is_flag=True, help="Use the trained generator instead of its EMA average.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
-    "--batch-size", type=int, default=defaults.SAMPLE_BATCH, show_default=True, help="Images generated at once."
+    "--batch-size", type=int, default=defaults.SAMPLE_BATCH, show_default=True, help="Video frames generated at once."
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @_one_line_errors
 def sample_command(checkpoint: str, **options: Any) -> None:
-    """Draw image grids, single images and latent-walk videos from a checkpoint.
+    """Pick faces by seed, edit them along semantic directions, morph them, and show how training grew them.
 
     Samples at the checkpoint's current resolution and fade-in alpha, with the EMA generator unless --raw.
     """
     from pggan.sample_driver import run_sample
 
-    run_sample(checkpoint, progress=True, **options)
-    for key in ("grid", "video"):
+    written = run_sample(checkpoint, progress=True, **options)
+    for key in ("grid", "video", "training_video"):
         if options[key] is not None:
             click.echo(f"wrote {options[key]}")
     if options["outdir"] is not None:
-        click.echo(f"wrote {options['count']} images to {options['outdir']}")
+        images = sum(1 for path in written if path.suffix == ".png" and path.parent == Path(options["outdir"]))
+        click.echo(f"wrote {images} images to {options['outdir']}")
 
 
 # ---------------------------------------------------------------- pggan-swd

@@ -39,6 +39,8 @@ FID_IMAGES = 50000  # fakes per FID (and reals at most), as published numbers us
 SEED = 0
 WORKERS = 2
 GRID_SIZE = 8
+#: Ticks between the small grids the training video is made of (official image_snapshot_ticks = 1); 0 = none.
+GRID_TICKS = 1
 #: The official runs are float32: TF32 convolutions and matmuls stay off unless asked for.
 TF32 = False
 #: Minutes a process of a multi-process job waits for a silent peer before the job stops (torch's own: 30).
@@ -53,3 +55,5 @@ VIDEO_FPS = 30
 VIDEO_GRID = "1x1"
 VIDEO_SMOOTHING = 1.0  # Gaussian σ of the latent walk, in seconds
 SAMPLE_BATCH = 8
+#: The training video shows one grid per frame; 10 a second makes a full 1024² run's ~340 grids 34 seconds.
+TRAINING_VIDEO_FPS = 10

@@ -1,9 +1,16 @@
-"""The one path from a generator to uint8 images: the latent-seed rule, batching, and resizing for metrics.
+"""The one path from a generator to uint8 images: batching, one-face-per-call pictures, resizing for metrics.
 
-``pggan-sample``, the video walks, SWD and FID during training, and the checkpoint side of ``pggan-swd`` and
-``pggan-fid`` all draw through here, so that one checkpoint, seed and image count give the same images
-everywhere: the number a run logs in ``stats.jsonl`` is the number ``pggan-swd DATASET CHECKPOINT`` reproduces,
-and image k of ``pggan-sample --seed S --outdir`` is image k those metrics score with ``--seed S``.
+``pggan-sample``, the video walks, the training grids, SWD and FID during training, and the checkpoint side of
+``pggan-swd`` and ``pggan-fid`` all draw through here, with latents from the one seed rule
+(:func:`pggan.pictures.latents.seed_latents`): metrics with ``--seed S`` score the faces of seeds
+``S, S+1, …``, the faces ``pggan-sample --seed S`` shows, and the number a run logs in ``stats.jsonl`` is the
+number ``pggan-swd DATASET CHECKPOINT`` reproduces.
+
+Batched convolutions and matrix products round differently for different batch sizes (on this CPU a 512-wide
+generator's uint8 images differ in a few pixels between batch 1 and batch 16). Pictures of chosen faces are
+therefore drawn one latent per generator call (:func:`generate_faces_uint8`): a face's pixels then depend on
+its seed alone, not on what else was asked for. Metrics keep one fixed batch (:data:`METRIC_BATCH_SIZE`), so
+logged and recomputed scores agree bit for bit; their images equal the pictures' up to that rounding.
 """
 
 from __future__ import annotations
@@ -13,20 +20,14 @@ from collections.abc import Iterator
 import torch
 
 from pggan.errors import UserError
+from pggan.pictures.latents import seed_latents, seed_range
 from pggan.pixels import images_to_uint8
 
 #: Images per generator call for metrics. Fixed, because a different batch may pick other kernels and change
 #: the last bits of an image; one batch size everywhere keeps logged and recomputed scores equal.
 METRIC_BATCH_SIZE = 64
-
-
-def random_latents(count: int, latent_size: int, seed: int) -> torch.Tensor:
-    """The seed rule: ``count`` Gaussian latents from one CPU generator seeded with ``seed``, in one draw.
-
-    A CPU generator makes them identical on every machine and device.
-    """
-    rng = torch.Generator(device="cpu").manual_seed(int(seed))
-    return torch.randn(count, latent_size, generator=rng)
+#: Latents per generator call for pictures of chosen faces: one, so that a face never depends on its batch.
+FACE_BATCH_SIZE = 1
 
 
 def resize_generated(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -67,6 +68,22 @@ def generate_uint8(
             yield images_to_uint8(images)
 
 
+def generate_faces_uint8(
+    generator: torch.nn.Module,
+    latents: torch.Tensor,
+    resolution: int,
+    alpha: float,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """All of ``latents``' images as one uint8 CPU tensor ``(N, C, R, R)``, one latent per generator call.
+
+    What ``pggan-sample`` grids, PNGs and edits use (and the explore page): the image of a latent is bitwise the
+    same alone, inside any list, and for any ``--batch-size``. On a CPU one face per call costs little at 256²
+    and up (1.2× at 256², 2.3× at 128² against batches of 8, tools/bench_directions.py prints it).
+    """
+    return torch.cat(list(generate_uint8(generator, latents, resolution, alpha, FACE_BATCH_SIZE, device)))
+
+
 def generate_seeded_uint8(
     generator: torch.nn.Module,
     num_images: int,
@@ -76,6 +93,12 @@ def generate_seeded_uint8(
     device: str | torch.device | None = None,
     out_resolution: int | None = None,
 ) -> Iterator[torch.Tensor]:
-    """``num_images`` images of latents ``random_latents(num_images, latent_size, seed)``, as metrics draw them."""
-    latents = random_latents(num_images, generator.latent_size, seed)
-    return generate_uint8(generator, latents, resolution, alpha, METRIC_BATCH_SIZE, device, out_resolution)
+    """The images of seeds ``seed … seed+num_images-1``, :data:`METRIC_BATCH_SIZE` at a time, as metrics draw them."""
+    seeds = seed_range(seed, num_images, limit=None)  # checked now, not at the first batch
+
+    def batches() -> Iterator[torch.Tensor]:
+        for start in range(0, len(seeds), METRIC_BATCH_SIZE):  # latents drawn per batch: 50,000 never sit in memory
+            latents = seed_latents(seeds[start : start + METRIC_BATCH_SIZE], generator.latent_size)
+            yield from generate_uint8(generator, latents, resolution, alpha, METRIC_BATCH_SIZE, device, out_resolution)
+
+    return batches()

@@ -52,11 +52,22 @@ def to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array[:, :, 0] if channels == 1 else array, mode=IMAGE_MODES[channels])
 
 
-def save_png(array: np.ndarray, path: str | os.PathLike[str]) -> None:
-    """Write an HWC uint8 array as a PNG, atomically (temp file + rename)."""
+def save_png(array: np.ndarray, path: str | os.PathLike[str], text: dict[str, str] | None = None) -> None:
+    """Write an HWC uint8 array as a PNG, atomically (temp file + rename).
+
+    ``text`` goes into the PNG's tEXt chunks: the training grids describe themselves this way (kimg,
+    resolution, layout), so the training video needs nothing but the files.
+    """
     image = to_pil(array)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    info = None
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+    image.save(buffer, format="PNG", pnginfo=info)
     atomic_write_bytes(path, lambda handle: handle.write(buffer.getvalue()))
 
 

@@ -35,7 +35,9 @@ from pggan.checkpoint import (
 from pggan.defaults import TICK_KIMG
 from pggan.distributed import DistContext, all_reduce_sum
 from pggan.errors import UserError
-from pggan.pixels import images_to_uint8, to_float_images
+from pggan.pictures.latents import seed_latents
+from pggan.pictures.training_video import TICK_GRID_DIR, tick_grid_layout, write_run_grid
+from pggan.pixels import to_float_images
 from pggan.run_log import RunLog
 from pggan.run_schedule import build_schedule, check_batch_sizes
 from pggan.schedule import Phase
@@ -112,9 +114,10 @@ class Trainer:
         )
         self.memory_format = self.gan.memory_format
         self.noise = torch.Generator().manual_seed(options.seed)
-        self.grid_latents = torch.randn(
-            options.grid_size**2, options.latent_size, generator=torch.Generator().manual_seed(options.seed + 1)
-        )
+        # The grids show the faces of seeds 0, 1, 2, …: `pggan-sample RUN --seeds 0-63` draws the same faces.
+        self.grid_latents = seed_latents(range(options.grid_size**2), options.latent_size)
+        self.tick_layout = tick_grid_layout(options.resolution, options.grid_size)
+        self.tick_latents = self.grid_latents[: self.tick_layout[0] * self.tick_layout[1]]
         self.dataset = dataset  # the fingerprint of the data, saved so a resume can tell if it changed
         self.progress = RunProgress()
         self.progress.next_snapshot = self._snapshot_images()
@@ -228,6 +231,8 @@ class Trainer:
         try:
             if self.resumed and self.run_log is not None:
                 self.run_log.resume_at(self.images_shown)
+            if self.images_shown == 0 and self.options.grid_ticks:
+                self._tick_grid()  # the untrained faces: the training video's first frame
             while self.images_shown < total:
                 phase = self.schedule.phase_at(self.images_shown)
                 if self.phase is None or phase.index != self.phase.index:
@@ -380,6 +385,8 @@ class Trainer:
             return
         # The line first, then the checkpoint: a resume trims lines past its checkpoint, so the log stays whole.
         self.run_log.append(record)
+        if self.options.grid_ticks and (p.tick_index % self.options.grid_ticks == 0 or self._finished):
+            self._tick_grid()
         self._save(self.latest_path)
         self.run_log.show(record, self.images_shown)
 
@@ -400,19 +407,31 @@ class Trainer:
         phase = self.schedule.phase_at(max(0, self.images_shown - 1))
         return phase.resolution, phase.alpha(self.images_shown) if phase.fading else 1.0
 
+    @property
+    def _finished(self) -> bool:
+        return self.images_shown >= self.schedule.total_images
+
     def write_grid(self, path: Path) -> None:
-        """The EMA generator's images for the run's fixed latents, at the current resolution and alpha."""
-        from pggan.sample import save_image_grid
-
+        """The EMA generator's faces of seeds 0 … ``--grid-size``²−1 at the current resolution and alpha."""
         resolution, alpha = self.evaluation_point()
-        with torch.inference_mode():
-            images = self.gan.generator_ema(self.grid_latents.to(self.job.device), resolution, alpha)
         n = self.options.grid_size
-        save_image_grid(images.float().cpu(), path, rows=n, cols=n)
+        grid = write_run_grid(
+            self.gan.generator_ema, path, self.grid_latents, (n, n), resolution, alpha, self.images_shown,
+            device=self.job.device,
+        )  # fmt: skip
         if self.run_log is not None and self.run_log.tensorboard:
-            from pggan.sample import make_grid
+            self.run_log.add_grid(grid, self.images_shown)
 
-            self.run_log.add_grid(make_grid(images_to_uint8(images.cpu()), n, n), self.images_shown)
+    def _tick_grid(self) -> None:
+        """The small per-tick grid the training video is made of (``ticks/grid-<kimg>.png``); rank 0 only."""
+        if not self.job.is_main:
+            return
+        resolution, alpha = self.evaluation_point()
+        path = self.run_dir / TICK_GRID_DIR / f"grid-{kimg_label(self.images_shown)}.png"
+        write_run_grid(
+            self.gan.generator_ema, path, self.tick_latents, self.tick_layout, resolution, alpha, self.images_shown,
+            device=self.job.device,
+        )  # fmt: skip
 
     def _evaluate_swd(self) -> dict[str, float]:
         from pggan.train_swd import TrainingSWD

@@ -76,6 +76,7 @@ class TrainOptions:
     compile: bool = False
     workers: int = defaults.WORKERS
     grid_size: int = defaults.GRID_SIZE
+    grid_ticks: int = defaults.GRID_TICKS
     tensorboard: bool = True
     #: The number of processes the schedule was resolved for (set by ``resolved``).
     processes: int | None = None

@@ -26,6 +26,7 @@ from pggan.checkpoint import (
 )
 from pggan.distributed import DEFAULT_TIMEOUT_MINUTES, DistContext, barrier, init_distributed, peer_lost, shutdown
 from pggan.errors import UserError
+from pggan.pictures.latents import check_seed
 from pggan.resolutions import growth_resolutions, is_resolution
 from pggan.run_schedule import build_schedule, check_batch_sizes, describe_schedule
 from pggan.train import Trainer, install_stop_handlers, write_options
@@ -165,6 +166,11 @@ def validate(
         raise UserError(f"the dataset {options.data} lacks the pyramid level(s) {missing}")
     if options.latent_size < 1 or options.fmap_base < 1 or options.fmap_max < 1:
         raise UserError("--latent-size, --fmap-base and --fmap-max must be positive")
+    if options.grid_size < 1 or options.grid_ticks < 0:
+        raise UserError(f"--grid-size must be at least 1 and --grid-ticks at least 0, got {options.grid_size} and "
+                        f"{options.grid_ticks}")  # fmt: skip
+    if options.swd_kimg or options.fid_kimg:  # their fakes are the faces of seeds --seed, --seed+1, ...
+        check_seed(options.seed, "--seed")
     check_batch_sizes(build_schedule(options), job.world_size, options.mbstd_group_size, options.preset)
     fingerprint = dataset_fingerprint(meta, options.data)
     if state is not None:

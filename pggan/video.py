@@ -1,12 +1,11 @@
-"""Latent-walk videos: smooth paths through latent space, generated in batches, encoded to mp4 with PyAV.
+"""Latent videos: walks, morphs and direction sweeps, generated in batches, encoded to mp4 with PyAV.
 
-Two walks. The default is the official release's: white Gaussian noise over
-time, low-pass filtered with a Gaussian of σ = smoothing·fps frames (circular,
-so the clip loops seamlessly), each frame's latent put back on the sphere of
-radius √latent_size where the generator's training latents live. ``keyframes``
-instead visits K random latents in turn along great circles (slerp) and
-returns to the first. Frames are streamed to the encoder batch by batch, so a
-long 1024² video never sits in memory.
+The default walk is the official release's: white Gaussian noise over time, low-pass filtered with a Gaussian
+of σ = smoothing·fps frames (circular, so the clip loops seamlessly), each frame's latent put back on the sphere
+of radius √latent_size where the generator's training latents live. ``keyframes`` instead travels along great
+circles (slerp) through the faces of K seeds per cell and returns to the first; ``pggan-sample`` also hands in
+ready paths (``--keyframe-seeds`` morphs, ``--direction`` sweeps) through :func:`render_latent_video`. Frames
+are streamed to the encoder batch by batch, so a long 1024² video never sits in memory.
 """
 
 from __future__ import annotations
@@ -24,7 +23,10 @@ from pggan import defaults
 from pggan.atomic import atomic_write_bytes
 from pggan.errors import UserError
 from pggan.generate import generate_uint8
+from pggan.pictures.latents import seed_latents, seed_range, slerp, slerp_path, to_sphere
 from pggan.sample import make_grid
+
+__all__ = ["gaussian_walk", "keyframe_walk", "render_latent_video", "render_video", "slerp", "to_sphere", "write_mp4"]
 
 DEFAULT_CODECS = ("libx264", "mpeg4")
 
@@ -45,12 +47,6 @@ def check_video_options(seconds: float, fps: int, smoothing: float, keyframes: i
     return frames
 
 
-def to_sphere(latents: torch.Tensor) -> torch.Tensor:
-    """Scale each latent (last axis) to norm √latent_size, the typical norm of a Gaussian draw."""
-    norms = latents.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return latents / norms * math.sqrt(latents.shape[-1])
-
-
 def gaussian_walk(num_frames: int, cells: int, latent_size: int, seed: int, sigma: float) -> torch.Tensor:
     """A looping smooth random walk, ``(num_frames, cells, latent_size)`` float32.
 
@@ -68,40 +64,19 @@ def gaussian_walk(num_frames: int, cells: int, latent_size: int, seed: int, sigm
     return to_sphere(torch.from_numpy(noise)).float()
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-    """Spherical interpolation between the directions of ``a`` and ``b`` (last axis), on the √n sphere.
+def keyframe_walk(
+    num_frames: int, cells: int, latent_size: int, seed: int, keyframes: int, loop: bool = True
+) -> torch.Tensor:
+    """Slerp through the faces of ``keyframes`` seeds per cell: ``(num_frames, cells, latent_size)``.
 
-    Falls back to linear interpolation of the directions when they are
-    (nearly) parallel, where the great circle is undefined.
+    Keyframe k of cell c is the face of seed ``seed + k·cells + c`` (the one seed rule), so ``--keyframes K
+    --seed S`` in a 1x1 video travels through seeds S … S+K−1. Constant angular speed between keyframes; with
+    ``loop`` the walk returns to keyframe 0 and keyframe k is shown at frame ``k·num_frames/keyframes`` when that
+    is a whole number (:func:`pggan.pictures.latents.slerp_path`).
     """
-    t = torch.as_tensor(t, dtype=a.dtype)
-    if t.ndim == 1:
-        t = t.reshape(-1, *([1] * (a.ndim - 1)))
-    ua = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    ub = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    dot = (ua * ub).sum(dim=-1, keepdim=True).clamp(-1.0, 1.0)
-    omega = torch.acos(dot)
-    sin_omega = torch.sin(omega)
-    parallel = sin_omega < 1e-6
-    safe = torch.where(parallel, torch.ones_like(sin_omega), sin_omega)
-    wa = torch.where(parallel, 1.0 - t, torch.sin((1.0 - t) * omega) / safe)
-    wb = torch.where(parallel, t, torch.sin(t * omega) / safe)
-    return to_sphere(wa * ua + wb * ub)
-
-
-def keyframe_walk(num_frames: int, cells: int, latent_size: int, seed: int, keyframes: int) -> torch.Tensor:
-    """Slerp through ``keyframes`` random latents per cell and back to the first: ``(num_frames, cells, latent_size)``.
-
-    Keyframe k is shown exactly at frame ``k·num_frames/keyframes`` when that is
-    an integer; the motion has constant angular speed between keyframes.
-    """
-    rng = torch.Generator(device="cpu").manual_seed(seed)
-    keys = to_sphere(torch.randn(keyframes, cells, latent_size, generator=rng).double())
-    position = torch.arange(num_frames, dtype=torch.float64) * keyframes / num_frames
-    index = position.floor().long().clamp(max=keyframes - 1)
-    frac = position - index
-    walk = slerp(keys[index], keys[(index + 1) % keyframes], frac)
-    return walk.float()
+    seeds = seed_range(seed, keyframes * cells, "--seed")
+    keys = seed_latents(seeds, latent_size).reshape(keyframes, cells, latent_size)
+    return slerp_path(keys, num_frames, loop)
 
 
 def pad_to_even(frame: np.ndarray) -> np.ndarray:
@@ -198,6 +173,29 @@ def video_frames(
             yield make_grid(frame_images, rows, cols)
 
 
+def render_latent_video(
+    generator: torch.nn.Module,
+    path: str | os.PathLike[str],
+    walk: torch.Tensor,
+    resolution: int,
+    alpha: float,
+    *,
+    fps: int = defaults.VIDEO_FPS,
+    grid_size: tuple[int, int] = (1, 1),
+    batch_size: int = defaults.SAMPLE_BATCH,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    codecs: Sequence[str] = DEFAULT_CODECS,
+) -> str:
+    """Write an mp4 with one frame per step of ``walk`` ``(frames, cells, latent)``, cells tiled ``grid_size``
+    (cols, rows); return the codec used."""
+    from tqdm import tqdm
+
+    frames = video_frames(generator, walk, resolution, alpha, grid_size, batch_size, torch.device(device))
+    bar = tqdm(frames, total=walk.shape[0], unit="frame", desc=Path(path).name, disable=not progress, leave=False)
+    return write_mp4(bar, path, fps, codecs=codecs)
+
+
 def render_video(
     generator: torch.nn.Module,
     path: str | os.PathLike[str],
@@ -209,6 +207,7 @@ def render_video(
     grid_size: tuple[int, int] = (1, 1),
     smoothing: float = defaults.VIDEO_SMOOTHING,
     keyframes: int | None = None,
+    loop: bool = True,
     seed: int = 0,
     batch_size: int = defaults.SAMPLE_BATCH,
     device: str | torch.device = "cpu",
@@ -216,15 +215,14 @@ def render_video(
     codecs: Sequence[str] = DEFAULT_CODECS,
 ) -> str:
     """Write a latent-walk mp4 of ``round(seconds·fps)`` frames; return the codec used."""
-    from tqdm import tqdm
-
     num_frames = check_video_options(seconds, fps, smoothing, keyframes)
     cols, rows = grid_size
     latent_size = generator.latent_size
     if keyframes is None:
         walk = gaussian_walk(num_frames, cols * rows, latent_size, seed, smoothing * fps)
     else:
-        walk = keyframe_walk(num_frames, cols * rows, latent_size, seed, keyframes)
-    frames = video_frames(generator, walk, resolution, alpha, grid_size, batch_size, torch.device(device))
-    bar = tqdm(frames, total=num_frames, unit="frame", desc=Path(path).name, disable=not progress, leave=False)
-    return write_mp4(bar, path, fps, codecs=codecs)
+        walk = keyframe_walk(num_frames, cols * rows, latent_size, seed, keyframes, loop)
+    return render_latent_video(
+        generator, path, walk, resolution, alpha, fps=fps, grid_size=grid_size, batch_size=batch_size,
+        device=device, progress=progress, codecs=codecs,
+    )  # fmt: skip

@@ -65,8 +65,9 @@ def test_gaussian_walk_is_smooth_looping_on_the_sphere_and_seeded():
 def test_keyframe_walk_passes_through_the_seeded_keyframes_and_loops():
     frames, keys = 40, 4
     walk = keyframe_walk(frames, 3, LATENT, seed=5, keyframes=keys)
-    expected = torch.randn(keys, 3, LATENT, generator=torch.Generator().manual_seed(5))
-    expected = expected / expected.norm(dim=-1, keepdim=True) * math.sqrt(LATENT)
+    # keyframe k of cell c is the face of seed 5 + 3k + c: RandomState(seed).randn on the √latent sphere
+    draws = np.stack([np.random.RandomState(5 + i).randn(LATENT) for i in range(keys * 3)]).reshape(keys, 3, LATENT)
+    expected = torch.from_numpy(draws / np.linalg.norm(draws, axis=-1, keepdims=True) * math.sqrt(LATENT)).float()
     for k in range(keys):
         assert torch.allclose(walk[k * frames // keys], expected[k], atol=1e-5)
     assert torch.allclose(walk.norm(dim=-1), torch.full((frames, 3), math.sqrt(LATENT)), atol=1e-4)

@@ -160,7 +160,8 @@ def image_batches(
     """``num_images`` uint8 images (B, channels, resolution, resolution) from one side, in batches.
 
     A dataset or folder larger than ``num_images`` gives a random subset chosen by ``seed`` (datasets are
-    often ordered); a checkpoint draws the latents ``pggan.generate.random_latents(num_images, ·, seed)``.
+    often ordered); a checkpoint draws the faces of seeds ``seed … seed+num_images-1`` (the one seed rule,
+    ``pggan.pictures.latents.seed_latents``).
     """
     batch = max(1, swd.PIXELS_PER_BATCH // (4 * channels * resolution * resolution))
     if image_set.kind == "checkpoint":

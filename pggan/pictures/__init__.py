@@ -1,0 +1,1 @@
+"""Pictures from a trained generator: latents by seed, semantic directions, and the training video."""
