@@ -78,8 +78,9 @@ def generate_faces_uint8(
     """All of ``latents``' images as one uint8 CPU tensor ``(N, C, R, R)``, one latent per generator call.
 
     What ``pggan-sample`` grids, PNGs and edits use (and the explore page): the image of a latent is bitwise the
-    same alone, inside any list, and for any ``--batch-size``. On a CPU one face per call costs little at 256²
-    and up (1.2× at 256², 2.3× at 128² against batches of 8, tools/bench_directions.py prints it).
+    same alone, inside any list, and for any ``--batch-size``. On a 2-core CPU with paper widths one face per
+    call took 1.1× the time of one batch at 1024², 1.2× at 256², 2.3× at 128² (``tools/bench_directions.py
+    --resolution R`` prints it): little, for pictures of chosen faces.
     """
     return torch.cat(list(generate_uint8(generator, latents, resolution, alpha, FACE_BATCH_SIZE, device)))
 

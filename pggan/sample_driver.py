@@ -161,19 +161,23 @@ def _plan(
     if training_video is not None and video_fps < 1:
         raise UserError(f"--fps must be at least 1, got {video_fps}")
 
-    if direction is not None:
+    grid_seeds: list[int] = []
+    grid_layout = (cols, rows)
+    if grid is not None and values is not None:
         grid_seeds = chosen if chosen is not None else list(seed_range(seed, rows))
-        assert values is not None
         grid_layout = (len(values), len(grid_seeds))
-    elif chosen is not None:
+    elif grid is not None and chosen is not None:
         grid_seeds, grid_layout = chosen, seed_layout(len(chosen), cols)
-    else:
-        grid_seeds, grid_layout = list(seed_range(seed, rows * cols)), (cols, rows)
-    outdir_seeds = chosen if chosen is not None else list(seed_range(seed, count))
-    if chosen is not None:
-        video_seeds, video_layout = chosen, seed_layout(len(chosen), cols)
-    else:
-        video_seeds, video_layout = list(seed_range(seed, cells[0] * cells[1])), cells
+    elif grid is not None:
+        grid_seeds = list(seed_range(seed, rows * cols))
+    outdir_seeds = [] if outdir is None else chosen if chosen is not None else list(seed_range(seed, count))
+    video_seeds: list[int] = []
+    video_layout = cells
+    if video is not None and values is not None:
+        if chosen is not None:
+            video_seeds, video_layout = chosen, seed_layout(len(chosen), cols)
+        else:
+            video_seeds = list(seed_range(seed, cells[0] * cells[1]))
     return _Plan(grid_seeds, grid_layout, outdir_seeds, video_seeds, video_layout, keys, values, walk_fps, video_fps)
 
 

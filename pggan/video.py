@@ -23,10 +23,8 @@ from pggan import defaults
 from pggan.atomic import atomic_write_bytes
 from pggan.errors import UserError
 from pggan.generate import generate_uint8
-from pggan.pictures.latents import seed_latents, seed_range, slerp, slerp_path, to_sphere
+from pggan.pictures.latents import seed_latents, seed_range, slerp_path, to_sphere
 from pggan.sample import make_grid
-
-__all__ = ["gaussian_walk", "keyframe_walk", "render_latent_video", "render_video", "slerp", "to_sphere", "write_mp4"]
 
 DEFAULT_CODECS = ("libx264", "mpeg4")
 
