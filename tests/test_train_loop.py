@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from pggan.checkpoint import load_checkpoint, run_progress
@@ -82,12 +83,16 @@ def test_stop_request_checkpoints_and_resumes(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(params(reference), params(resumed), strict=True))
 
 
-def test_optimizer_moments_reset_at_every_phase_start(tmp_path):
-    trainer = make_trainer(tmp_path, total_kimg=0.024)
+@pytest.mark.parametrize("total_kimg", [0.024, 0.040])
+def test_optimizer_moments_reset_at_every_phase_start(tmp_path, total_kimg):
+    """Official train.py resets both Adams whenever a phase starts: when a fade starts and when it ends."""
+    trainer = make_trainer(tmp_path, total_kimg=total_kimg)
     trainer.run()
-    # 24 images = two steps at 4×4 and one step into the fade: Adam has taken exactly one step since the reset.
-    steps = {int(v["step"]) for v in trainer.gan.d_optimizer.state_dict()["state"].values()}
-    assert steps == {1}
+    # 24 images: two steps at 4×4, one into the fade to 8; 40: the fade (2 steps), one into the stable 8×8.
+    # Either way each Adam has taken exactly one step since its reset (without resets: 3 or 5).
+    for optimizer in (trainer.gan.g_optimizer, trainer.gan.d_optimizer):
+        steps = {int(v["step"]) for v in optimizer.state_dict()["state"].values()}
+        assert steps == {1}
 
 
 class _CountingSWD(Trainer):
