@@ -70,7 +70,7 @@ def prepare_command(**options: Any) -> None:
     if options["verify"] is not None:
         if options["sources"] or options["out"]:
             raise UserError("--verify DATASET takes no SOURCE and no --out")
-        from pggan.verify import verify_dataset
+        from pggan.data.verify import verify_dataset
 
         result = verify_dataset(options["verify"])
         for problem in result.problems:
@@ -81,7 +81,7 @@ def prepare_command(**options: Any) -> None:
         return
     if not options["out"] or options["resolution"] is None:
         raise UserError("pggan-prepare needs SOURCE..., --out DATASET and --resolution R (or --verify DATASET)")
-    from pggan.prepare import prepare_dataset
+    from pggan.data.prepare import prepare_dataset
 
     result = prepare_dataset(
         list(options["sources"]),
@@ -197,7 +197,7 @@ def prepare_command(**options: Any) -> None:
 @_one_line_errors
 def train_command(ctx: click.Context, **options: Any) -> None:
     """Train a progressive GAN from 4×4 up to --resolution (torchrun for several GPUs)."""
-    from pggan.train_setup import run_training
+    from pggan.training.setup import run_training
 
     explicit = {name for name in options if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     run_training(options, explicit)
@@ -243,7 +243,7 @@ def sample_command(checkpoint: str, **options: Any) -> None:
 
     Samples at the checkpoint's current resolution and fade-in alpha, with the EMA generator unless --raw.
     """
-    from pggan.sample_driver import run_sample
+    from pggan.pictures.sample_command import run_sample
 
     run_sample(checkpoint, progress=True, **options)
     for key in ("grid", "video"):
@@ -275,7 +275,7 @@ def swd_command(**options: Any) -> None:
     REAL and FAKE may each be a dataset made by pggan-prepare, a folder of images, or a checkpoint (or run
     directory), whose EMA generator draws the images.
     """
-    from pggan.metrics.image_sets import compare
+    from pggan.metrics.sources import compare
 
     report = compare(
         options["real"],
@@ -302,7 +302,7 @@ def import_command(pickle_file: str, out: str, overwrite: bool) -> None:
 
     Nothing stored in the pickle is executed: only network variables are read.
     """
-    from pggan.official import import_official
+    from pggan.official.importer import import_official
 
     networks = import_official(pickle_file, out, overwrite=overwrite)
     click.echo(networks.summary())

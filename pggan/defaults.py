@@ -3,7 +3,7 @@
 ``TrainOptions``, the command-line options, the training step, the losses and
 the tools all read them from here, so a default can never differ between the
 CLI and the library. The per-GPU-count minibatch and learning-rate tables of
-the official configurations live in :mod:`pggan.presets`.
+the official configurations live in :mod:`pggan.training.presets`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 LATENT_SIZE = 512
 FMAP_BASE = 8192
 FMAP_MAX = 512
-MBSTD_GROUP_SIZE = 4  # official D_paper default; the paper's v1 preset uses 16 (pggan.presets)
+MBSTD_GROUP_SIZE = 4  # official D_paper default; the paper's v1 preset uses 16 (pggan.training.presets)
 
 # Optimisation (official config.py: G_opt / D_opt, TrainingSchedule's G/D_lrate_base, train.G_smoothing).
 LEARNING_RATE = 0.001

@@ -13,10 +13,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pggan.checkpoint import network_state, save_checkpoint
 from pggan.cli import fid_command
 from pggan.metrics import fid, inception
-from pggan.networks import Discriminator, Generator
+from pggan.model.checkpoint import network_state, save_checkpoint
+from pggan.model.networks import Discriminator, Generator
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
 
@@ -153,7 +153,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_checkpoint_and_folder_statistics_are_deterministic_for_a_seed(network, checkpoint):
-    from pggan.metrics.image_sets import open_image_set
+    from pggan.metrics.sources import open_image_set
 
     def stats(path, count, seed):
         return fid.image_set_statistics(open_image_set(path), count, 16, seed, torch.device("cpu"), network)
@@ -240,7 +240,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from pggan.prepare import prepare_dataset
+    from pggan.data.prepare import prepare_dataset
 
     out = tmp_path_factory.mktemp("data") / "faces16"
     prepare_dataset([str(SAMPLE / "lfw_subset")], out, resolution=16, channels=3, workers=1, progress=False)

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pggan.losses import gradient_penalty
-from pggan.networks import Discriminator
-from pggan.train_step import CriticLoss, gp_image_scale
+from pggan.model.losses import gradient_penalty
+from pggan.model.networks import Discriminator
+from pggan.training.step import CriticLoss, gp_image_scale
 
 MAX_RES = 32
 

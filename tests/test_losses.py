@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from pggan.losses import DRIFT_EPSILON, GP_LAMBDA, d_loss, g_loss, gradient_penalty
-from pggan.networks import Discriminator, Generator
+from pggan.model.losses import DRIFT_EPSILON, GP_LAMBDA, d_loss, g_loss, gradient_penalty
+from pggan.model.networks import Discriminator, Generator
 
 # The expected values below use the paper's literals, never the package's constants (which could move with them).
 LAMBDA, DRIFT = 10.0, 0.001

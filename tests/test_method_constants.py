@@ -10,10 +10,11 @@ import math
 import pytest
 import torch
 
-from pggan import defaults, layers
+from pggan import defaults
 from pggan.metrics import fid, swd
-from pggan.train_options import TrainOptions
-from pggan.train_step import blend_reals, build_gan_state, ema_beta_for, make_optimizer
+from pggan.model import layers
+from pggan.training.options import TrainOptions
+from pggan.training.step import blend_reals, build_gan_state, ema_beta_for, make_optimizer
 
 
 def test_defaults_module_holds_the_official_values():

@@ -8,8 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pggan.distributed import DistContext, shutdown
-from pggan.train import Trainer
+from pggan.training.distributed import DistContext, shutdown
+from pggan.training.trainer import Trainer
 from tests.train_helpers import random_pyramid, tensor_source, tiny_options
 
 

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pggan.checkpoint import load_checkpoint, run_progress
-from pggan.distributed import DistContext
-from pggan.train import Trainer
+from pggan.model.checkpoint import load_checkpoint, run_progress
+from pggan.training.distributed import DistContext
+from pggan.training.trainer import Trainer
 from tests.train_helpers import random_pyramid, tensor_source, tiny_options
 
 

@@ -7,7 +7,7 @@ fails here.
 
 import torch
 
-from pggan.train_step import StepInputs, build_gan_state, train_step
+from pggan.training.step import StepInputs, build_gan_state, train_step
 from tests.test_train_loop import make_trainer
 
 

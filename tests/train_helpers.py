@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from pggan.train_options import TrainOptions
+from pggan.training.options import TrainOptions
 
 
 def tiny_options(tmp_path, **overrides) -> TrainOptions:

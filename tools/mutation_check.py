@@ -63,42 +63,48 @@ MUTATIONS: list[Mutation] = [
     Mutation("tick kimg at 4x4", "pggan/defaults.py", "{4: 160, 8: 140", "{4: 150, 8: 140", (CONST,)),
     Mutation("swd images 8192", "pggan/defaults.py", "SWD_IMAGES = 16384", "SWD_IMAGES = 8192", (CONST,)),
     Mutation(
-        "fade 500 kimg", "pggan/presets.py", "    fade_kimg=600.0,", "    fade_kimg=500.0,", ("tests/test_presets.py",)
+        "fade 500 kimg",
+        "pggan/training/presets.py",
+        "    fade_kimg=600.0,",
+        "    fade_kimg=500.0,",
+        ("tests/test_presets.py",),
     ),
     Mutation(
         "total 10000 kimg",
-        "pggan/presets.py",
+        "pggan/training/presets.py",
         "    total_kimg=12000.0,",
         "    total_kimg=10000.0,",
         ("tests/test_presets.py",),
     ),
     Mutation(
         "1-gpu batch at 128x128",
-        "pggan/presets.py",
+        "pggan/training/presets.py",
         "64: 32, 128: 16, 256: 8, 512: 4}",
         "64: 32, 128: 8, 256: 8, 512: 4}",
         ("tests/test_presets.py",),
     ),
-    Mutation("lrelu slope 0.1", "pggan/layers.py", "LRELU_SLOPE = 0.2", "LRELU_SLOPE = 0.1", (CONST,)),
-    Mutation("pixel norm eps 1e-4", "pggan/layers.py", "PIXEL_NORM_EPS = 1e-8", "PIXEL_NORM_EPS = 1e-4", (CONST,)),
-    Mutation("he gain 1", "pggan/layers.py", "HE_GAIN = math.sqrt(2.0)", "HE_GAIN = 1.0", (CONST,)),
+    Mutation("lrelu slope 0.1", "pggan/model/layers.py", "LRELU_SLOPE = 0.2", "LRELU_SLOPE = 0.1", (CONST,)),
+    Mutation(
+        "pixel norm eps 1e-4", "pggan/model/layers.py", "PIXEL_NORM_EPS = 1e-8", "PIXEL_NORM_EPS = 1e-4", (CONST,)
+    ),
+    Mutation("he gain 1", "pggan/model/layers.py", "HE_GAIN = math.sqrt(2.0)", "HE_GAIN = 1.0", (CONST,)),
     Mutation(
         "pixel norm over width",
-        "pggan/layers.py",
+        "pggan/model/layers.py",
         "x.square().mean(dim=1, keepdim=True)",
         "x.square().mean(dim=3, keepdim=True)",
         ("tests/test_layers.py",),
     ),
     Mutation(
         "latent not normalised",
-        "pggan/networks.py",
+        "pggan/model/networks.py",
         "self.blocks[0](pixel_norm(z))",
         "self.blocks[0](z)",
         ("tests/test_official.py",),
     ),
     Mutation(
         "first dense gain",
-        "pggan/networks.py",
+        "pggan/model/networks.py",
         "gain=math.sqrt(2.0) / 4",
         "gain=math.sqrt(2.0)",
         ("tests/test_official.py",),
@@ -106,22 +112,24 @@ MUTATIONS: list[Mutation] = [
     # ---- the fades of G, D and the reals
     Mutation(
         "G fade off",
-        "pggan/networks.py",
+        "pggan/model/networks.py",
         "return torch.lerp(old, new, alpha)",
         "return new",
         ("tests/test_networks.py",),
     ),
-    Mutation("D fade off", "pggan/networks.py", "h = torch.lerp(old, h, alpha)", "h = h", ("tests/test_networks.py",)),
+    Mutation(
+        "D fade off", "pggan/model/networks.py", "h = torch.lerp(old, h, alpha)", "h = h", ("tests/test_networks.py",)
+    ),
     Mutation(
         "reals not faded",
-        "pggan/train_step.py",
+        "pggan/training/step.py",
         "return torch.lerp(upsample2x(downsample2x(reals)), reals, alpha)",
         "return reals",
         (CONST, MECH),
     ),
     Mutation(
         "reals faded the wrong way",
-        "pggan/train_step.py",
+        "pggan/training/step.py",
         "return torch.lerp(upsample2x(downsample2x(reals)), reals, alpha)",
         "return torch.lerp(reals, upsample2x(downsample2x(reals)), alpha)",
         (CONST, MECH),
@@ -129,21 +137,21 @@ MUTATIONS: list[Mutation] = [
     # ---- the loss and the penalty space
     Mutation(
         "penalty in native space",
-        "pggan/train_step.py",
+        "pggan/training/step.py",
         'max_resolution / resolution if gp_space == "official" else 1.0',
         "1.0",
         ("tests/test_gp_official.py",),
     ),
     Mutation(
         "drift on |D|",
-        "pggan/losses.py",
+        "pggan/model/losses.py",
         "real_scores.square() * drift",
         "real_scores.abs() * drift",
         ("tests/test_losses.py",),
     ),
     Mutation(
         "wgan sign",
-        "pggan/losses.py",
+        "pggan/model/losses.py",
         "(fake_scores - real_scores + penalty",
         "(real_scores - fake_scores + penalty",
         ("tests/test_losses.py",),
@@ -151,21 +159,21 @@ MUTATIONS: list[Mutation] = [
     # ---- the step: Adam resets, EMA
     Mutation(
         "no adam reset",
-        "pggan/train.py",
+        "pggan/training/trainer.py",
         "            reset_optimizer(self.gan.g_optimizer)\n",
         "            pass\n",
         ("tests/test_train_loop.py::test_optimizer_moments_reset_at_every_phase_start",),
     ),
     Mutation(
         "adam reset only when a fade starts",
-        "pggan/train.py",
+        "pggan/training/trainer.py",
         "if phase.index != self.progress.optimizer_phase:",
         "if phase.index != self.progress.optimizer_phase and phase.fading:",
         ("tests/test_train_loop.py::test_optimizer_moments_reset_at_every_phase_start",),
     ),
     Mutation(
         "ema update weight",
-        "pggan/train_step.py",
+        "pggan/training/step.py",
         "torch._foreach_lerp_(state.ema_pairs[0], state.ema_pairs[1], 1.0 - ema_beta)",
         "torch._foreach_lerp_(state.ema_pairs[0], state.ema_pairs[1], 0.01)",
         (MECH,),
@@ -173,28 +181,28 @@ MUTATIONS: list[Mutation] = [
     # ---- data: mirror, pyramid rounding, the batch stream position
     Mutation(
         "no mirror flips",
-        "pggan/data.py",
+        "pggan/data/loader.py",
         "mirror = torch.rand(count, generator=generator) < 0.5",
         "mirror = torch.rand(count, generator=generator) < 0.0",
         ("tests/test_data.py",),
     ),
     Mutation(
         "mirror off in the official preset",
-        "pggan/presets.py",
+        "pggan/training/presets.py",
         "    mirror=True,  # config.py",
         "    mirror=False,  # config.py",
         ("tests/test_presets.py",),
     ),
     Mutation(
         "pyramid floors",
-        "pggan/pyramid.py",
+        "pggan/data/pyramid.py",
         "levels[exact.shape[0]] = np.rint(exact)",
         "levels[exact.shape[0]] = np.floor(exact)",
         ("tests/test_prepare.py",),
     ),
     Mutation(
         "batch stream skips a batch",
-        "pggan/data.py",
+        "pggan/data/loader.py",
         "first = self.start + k * self.batch_size + self.offset",
         "first = self.start + (k + 1) * self.batch_size + self.offset",
         ("tests/test_data.py",),
@@ -202,7 +210,7 @@ MUTATIONS: list[Mutation] = [
     # ---- resume state
     Mutation(
         "noise rng not restored",
-        "pggan/checkpoint.py",
+        "pggan/model/checkpoint.py",
         '    noise.set_state(state["noise_rng"])\n',
         "    pass\n",
         ("tests/test_train_loop.py::test_resume_is_bitwise_exact_from_any_point",),
@@ -235,7 +243,7 @@ MUTATIONS: list[Mutation] = [
     # ---- the importer and atomic writes
     Mutation(
         "import kernel not flipped",
-        "pggan/official.py",
+        "pggan/official/importer.py",
         "np.ascontiguousarray(w[::-1, ::-1].transpose(2, 3, 0, 1)",
         "np.ascontiguousarray(w.transpose(2, 3, 0, 1)",
         ("tests/test_official.py",),

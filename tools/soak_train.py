@@ -60,10 +60,10 @@ def _worker(rank: int, args: argparse.Namespace, port: int, root: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from pggan.data import make_batch_loader
-    from pggan.distributed import DistContext, shutdown
-    from pggan.train import Trainer
-    from pggan.train_options import TrainOptions
+    from pggan.data.loader import make_batch_loader
+    from pggan.training.distributed import DistContext, shutdown
+    from pggan.training.options import TrainOptions
+    from pggan.training.trainer import Trainer
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -144,7 +144,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="pggan-soak-") as root:
         if args.data is None:
-            from pggan.prepare import prepare_dataset
+            from pggan.data.prepare import prepare_dataset
 
             args.data = str(Path(root) / "data")
             prepare_dataset([str(REPO / "datasets" / "sample")], args.data, args.resolution, workers=1, progress=False)

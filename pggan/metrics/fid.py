@@ -147,9 +147,9 @@ def image_set_statistics(
     batch_size: int | None = None,
     progress: Any = None,
 ) -> FeatureStats:
-    """Statistics of ``count`` images of an opened image set (``pggan.metrics.image_sets``), read as pggan-swd
+    """Statistics of ``count`` images of an opened image set (``pggan.metrics.sources``), read as pggan-swd
     reads them: a subset chosen by ``seed`` or, for a checkpoint, the latents of ``seed``."""
-    from pggan.metrics.image_sets import image_batches
+    from pggan.metrics.sources import image_batches
 
     channels = side.channels if side.kind != "folder" and side.channels is not None else 3
     batches = image_batches(side, count, resolution, channels, seed, device)
@@ -193,8 +193,8 @@ def compare(
     """
     from tqdm import tqdm
 
-    from pggan.distributed import resolve_device
-    from pggan.metrics.image_sets import open_image_set
+    from pggan.devices import resolve_device
+    from pggan.metrics.sources import open_image_set
 
     if num_images is not None and num_images < 2:
         raise UserError("--num-images must be at least 2")

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pggan.checkpoint import image_channels, load_checkpoint, load_networks, position
 from pggan.errors import UserError
-from pggan.schedule import Schedule
-from pggan.train_options import TrainOptions
+from pggan.model.checkpoint import image_channels, load_checkpoint, load_networks, position
+from pggan.training.options import TrainOptions
+from pggan.training.schedule import Schedule
 
 if TYPE_CHECKING:
-    from pggan.train import Trainer
+    from pggan.training.trainer import Trainer
 
 #: TrainOptions fields that the init checkpoint fixes, and where its configs hold them.
 _FROM_CONFIG = {

@@ -22,7 +22,10 @@ from typing import Any
 import torch
 
 from pggan.atomic import WriteFailed, atomic_write_bytes
-from pggan.checkpoint import (
+from pggan.defaults import TICK_KIMG
+from pggan.devices import configure_torch
+from pggan.errors import UserError
+from pggan.model.checkpoint import (
     RunProgress,
     load_networks,
     load_optimizers,
@@ -32,18 +35,15 @@ from pggan.checkpoint import (
     save_checkpoint,
     training_state,
 )
-from pggan.defaults import TICK_KIMG
-from pggan.distributed import DistContext, all_reduce_sum
-from pggan.errors import UserError
 from pggan.pixels import images_to_uint8, to_float_images
-from pggan.run_log import RunLog
-from pggan.run_schedule import build_schedule, check_batch_sizes
-from pggan.schedule import Phase
-from pggan.train_options import TrainOptions
-from pggan.train_step import (
+from pggan.training.distributed import DistContext, all_reduce_sum
+from pggan.training.options import TrainOptions
+from pggan.training.run_log import RunLog
+from pggan.training.run_schedule import build_schedule, check_batch_sizes
+from pggan.training.schedule import Phase
+from pggan.training.step import (
     StepInputs,
     build_gan_state,
-    configure_torch,
     draw_step_noise,
     ema_beta_for,
     reset_optimizer,
@@ -135,7 +135,7 @@ class Trainer:
         if resume_checkpoint is not None:
             self._restore(resume_checkpoint)
         elif init_checkpoint is not None:
-            from pggan.init_run import apply_init
+            from pggan.training.init import apply_init
 
             apply_init(self, init_checkpoint, channels)
         p = self.progress
@@ -172,7 +172,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoint state
     def checkpoint_dict(self) -> dict[str, Any]:
-        """Everything a resume needs, as the checkpoint dict that ``pggan.checkpoint`` defines and saves."""
+        """Everything a resume needs, as the checkpoint dict that ``pggan.model.checkpoint`` defines and saves."""
         phase = self.schedule.phase_at(self.images_shown)
         s = self.gan
         networks = network_state(
@@ -402,7 +402,7 @@ class Trainer:
 
     def write_grid(self, path: Path) -> None:
         """The EMA generator's images for the run's fixed latents, at the current resolution and alpha."""
-        from pggan.sample import save_image_grid
+        from pggan.pictures.grids import save_image_grid
 
         resolution, alpha = self.evaluation_point()
         with torch.inference_mode():
@@ -410,12 +410,12 @@ class Trainer:
         n = self.options.grid_size
         save_image_grid(images.float().cpu(), path, rows=n, cols=n)
         if self.run_log is not None and self.run_log.tensorboard:
-            from pggan.sample import make_grid
+            from pggan.pictures.grids import make_grid
 
             self.run_log.add_grid(make_grid(images_to_uint8(images.cpu()), n, n), self.images_shown)
 
     def _evaluate_swd(self) -> dict[str, float]:
-        from pggan.train_swd import TrainingSWD
+        from pggan.training.metric_swd import TrainingSWD
 
         if self.swd is None:
             self.swd = TrainingSWD(
@@ -424,7 +424,7 @@ class Trainer:
         return self.swd.evaluate(self.gan.generator_ema, *self.evaluation_point())
 
     def _evaluate_fid(self) -> float:
-        from pggan.train_fid import TrainingFID
+        from pggan.training.metric_fid import TrainingFID
 
         if self.fid is None:
             options = self.options

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from pggan.data import read_meta
-from pggan.generate import generate_seeded_uint8
-from pggan.metrics.image_sets import image_batches, open_image_set
+from pggan.data.loader import read_meta
+from pggan.metrics.sources import image_batches, open_image_set
 from pggan.metrics.swd import SWDEvaluator
-from pggan.networks import Generator
+from pggan.model.networks import Generator
+from pggan.pictures.generate import generate_seeded_uint8
 
 MIN_SWD_RESOLUTION = 16
 

@@ -23,8 +23,8 @@ import torch
 from pggan import defaults
 from pggan.atomic import atomic_write_bytes
 from pggan.errors import UserError
-from pggan.generate import generate_uint8
-from pggan.sample import make_grid
+from pggan.pictures.generate import generate_uint8
+from pggan.pictures.grids import make_grid
 
 DEFAULT_CODECS = ("libx264", "mpeg4")
 

@@ -1,7 +1,7 @@
 """The on-disk LMDB pyramid: keys, the 2×2 box filter, record encodings and the ``meta`` record.
 
-One module owns the format so that the builder (``pggan.prepare``), the checker
-(``pggan.verify``) and the reader (``pggan.data``) can never disagree about it.
+One module owns the format so that the builder (``pggan.data.prepare``), the checker
+(``pggan.data.verify``) and the reader (``pggan.data.loader``) can never disagree about it.
 
 Layout: one LMDB environment (a directory) per dataset. Image ``i`` of level
 ``R`` lives under the key ``f"{R:04d}-{i:08d}"``. A record is either ``raw``

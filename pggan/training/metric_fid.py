@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pggan.data import read_meta
-from pggan.generate import generate_seeded_uint8
+from pggan.data.loader import read_meta
 from pggan.metrics.fid import FeatureStats, frechet_distance, image_set_statistics, save_stats, stats_of_batches
-from pggan.metrics.image_sets import open_image_set
 from pggan.metrics.inception import load_inception
-from pggan.networks import Generator
+from pggan.metrics.sources import open_image_set
+from pggan.model.networks import Generator
+from pggan.pictures.generate import generate_seeded_uint8
 
 
 class TrainingFID:

@@ -89,7 +89,7 @@ class Schedule:
         self.fade_images = round(fade_kimg * 1000)
         self.stable_images = round(stable_kimg * 1000)
         if batch_sizes is None or learning_rates is None:
-            from pggan.presets import OFFICIAL, resolve_batches, resolve_learning_rates
+            from pggan.training.presets import OFFICIAL, resolve_batches, resolve_learning_rates
 
             if batch_sizes is None:  # the official one-GPU table
                 batch_sizes = resolve_batches(OFFICIAL, target_resolution, 1, OFFICIAL.mbstd_group_size)

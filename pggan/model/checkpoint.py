@@ -29,7 +29,7 @@ import torch
 
 from pggan.atomic import WriteFailed, atomic_write_bytes
 from pggan.errors import UserError
-from pggan.networks import Discriminator, Generator
+from pggan.model.networks import Discriminator, Generator
 
 CHECKPOINT_FORMAT = "pggan-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: counters in one "progress" record, "dataset" fingerprint, checksum trailer
@@ -161,7 +161,7 @@ def saved_options(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def dataset_fingerprint(state: dict[str, Any]) -> dict[str, Any] | None:
-    """What the run was trained on (see ``pggan.data.dataset_fingerprint``); None in older checkpoints."""
+    """What the run was trained on (see ``pggan.data.loader.dataset_fingerprint``); None in older checkpoints."""
     return state.get("dataset")
 
 

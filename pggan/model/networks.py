@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pggan import defaults
-from pggan.layers import (
+from pggan.model.layers import (
     EqualizedConv2d,
     EqualizedConv2dDown,
     EqualizedLinear,
@@ -27,7 +27,7 @@ from pggan.layers import (
     pixel_norm,
     upsample2x,
 )
-from pggan.resolutions import (  # noqa: F401  (is_power_of_two: re-exported for callers of pggan.networks)
+from pggan.resolutions import (  # noqa: F401  (is_power_of_two: re-exported for callers of pggan.model.networks)
     MAX_RESOLUTION,
     MIN_RESOLUTION,
     growth_resolutions,
@@ -227,7 +227,7 @@ class Discriminator(nn.Module):
     """Progressive critic: ``D(images, resolution, alpha) -> scores (N,)``, the mirror of :class:`Generator`.
 
     ``fused_downsample`` (see :class:`DiscriminatorBlock`) and ``mbstd_strided``
-    (see :class:`~pggan.layers.MinibatchStdDev`) reproduce the official TF
+    (see :class:`~pggan.model.layers.MinibatchStdDev`) reproduce the official TF
     code's variants, so that imported discriminators compute what they did there.
     """
 

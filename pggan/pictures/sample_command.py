@@ -1,7 +1,7 @@
 """The ``pggan-sample`` driver: check every option and output path, load the checkpoint, write grids, PNGs, videos.
 
-Kept apart from ``pggan.sample`` (pictures) and ``pggan.video`` (walks) so that both of those are libraries the
-driver uses, with no import running back from them to here.
+Kept apart from ``pggan.pictures.grids`` (pictures) and ``pggan.pictures.video`` (walks) so that both of those are
+libraries the driver uses, with no import running back from them to here.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import torch
 
 from pggan import defaults
-from pggan.distributed import resolve_device
+from pggan.devices import resolve_device
 from pggan.errors import UserError
-from pggan.generate import generate_uint8, random_latents
-from pggan.sample import make_grid, parse_grid_size, save_png
+from pggan.pictures.generate import generate_uint8, random_latents
+from pggan.pictures.grids import make_grid, parse_grid_size, save_png
 
 
 def load_sampler(checkpoint: str | os.PathLike[str], raw: bool, device: torch.device) -> tuple[Any, int, float]:
@@ -26,7 +26,7 @@ def load_sampler(checkpoint: str | os.PathLike[str], raw: bool, device: torch.de
     """
     import sys
 
-    from pggan.checkpoint import build_generator, load_checkpoint_or_run, position, require_generator
+    from pggan.model.checkpoint import build_generator, load_checkpoint_or_run, position, require_generator
 
     state = load_checkpoint_or_run(checkpoint, warn=lambda line: print(line, file=sys.stderr))
     require_generator(state, checkpoint)
@@ -89,7 +89,7 @@ def run_sample(
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     cells = parse_grid_size(grid_size)
     if video is not None:
-        from pggan.video import check_video_options
+        from pggan.pictures.video import check_video_options
 
         check_video_options(seconds, fps, smoothing, keyframes)
     targets: list[Path] = []
@@ -117,7 +117,7 @@ def run_sample(
             save_png(make_grid(images[index : index + 1], 1, 1), path)
         written.extend(image_paths)
     if video is not None:
-        from pggan.video import render_video
+        from pggan.pictures.video import render_video
 
         render_video(
             generator,

@@ -4,7 +4,7 @@ A release pickle holds ``(G, D, Gs)``, each the state of a ``tfutil.Network``:
 ``{'version': 2, 'name', 'static_kwargs', 'build_module_src',
 'build_func_name', 'variables': [(name, ndarray), ...]}`` built by ``G_paper``
 / ``D_paper`` of the release's ``networks.py``. The pickle is read by
-:mod:`pggan.official_pickle` (nothing in it runs); this module checks that the
+:mod:`pggan.official.pickle_reader` (nothing in it runs); this module checks that the
 three states are exactly what those two functions create, derives the
 architecture from the variables' names and shapes, and copies the weights
 into pggan's networks:
@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from pggan.checkpoint import save_checkpoint
 from pggan.errors import UserError
-from pggan.networks import Discriminator, Generator, check_max_resolution
-from pggan.official_pickle import NetworkState, read_official_pickle
+from pggan.model.checkpoint import save_checkpoint
+from pggan.model.networks import Discriminator, Generator, check_max_resolution
+from pggan.official.pickle_reader import NetworkState, read_official_pickle
 
 #: The release's defaults of G_paper / D_paper for the keyword arguments we read.
 SOURCE_DEFAULTS: dict[str, Any] = {
@@ -351,7 +351,7 @@ def _dense(w: np.ndarray) -> torch.Tensor:
 
 
 def convert_generator(v: dict[str, np.ndarray], resolution: int, fused: bool) -> dict[str, torch.Tensor]:
-    """G_paper variables → the state dict of :class:`pggan.networks.Generator`."""
+    """G_paper variables → the state dict of :class:`pggan.model.networks.Generator`."""
     log2 = int(math.log2(resolution))
     sd = {
         "blocks.0.dense.weight": _dense(v["4x4/Dense/weight"]),
@@ -376,7 +376,7 @@ def convert_generator(v: dict[str, np.ndarray], resolution: int, fused: bool) ->
 
 
 def convert_discriminator(v: dict[str, np.ndarray], resolution: int, fused: bool) -> dict[str, torch.Tensor]:
-    """D_paper variables → the state dict of :class:`pggan.networks.Discriminator`."""
+    """D_paper variables → the state dict of :class:`pggan.model.networks.Discriminator`."""
     log2 = int(math.log2(resolution))
     sd = {
         "blocks.0.conv.weight": _conv(v["4x4/Conv/weight"]),

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pggan.checkpoint import (
+from pggan.errors import UserError
+from pggan.model.checkpoint import (
     Found,
     find_readable_checkpoint,
     generator_config,
@@ -24,12 +25,18 @@ from pggan.checkpoint import (
     run_progress,
     saved_options,
 )
-from pggan.distributed import DEFAULT_TIMEOUT_MINUTES, DistContext, barrier, init_distributed, peer_lost, shutdown
-from pggan.errors import UserError
 from pggan.resolutions import growth_resolutions, is_resolution
-from pggan.run_schedule import build_schedule, check_batch_sizes, describe_schedule
-from pggan.train import Trainer, install_stop_handlers, write_options
-from pggan.train_options import TrainOptions, check_resumable, upgrade_saved_options
+from pggan.training.distributed import (
+    DEFAULT_TIMEOUT_MINUTES,
+    DistContext,
+    barrier,
+    init_distributed,
+    peer_lost,
+    shutdown,
+)
+from pggan.training.options import TrainOptions, check_resumable, upgrade_saved_options
+from pggan.training.run_schedule import build_schedule, check_batch_sizes, describe_schedule
+from pggan.training.trainer import Trainer, install_stop_handlers, write_options
 
 
 def _on_rank_zero() -> bool:
@@ -114,7 +121,7 @@ def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> ResolvedR
     if defaults.init:
         if resume and resume != "auto":
             raise UserError("--init starts a new run and --resume continues one: give only one of them")
-        from pggan.init_run import load_init_checkpoint, options_for_init
+        from pggan.training.init import load_init_checkpoint, options_for_init
 
         init_checkpoint = load_init_checkpoint(defaults.init)
         defaults = options_for_init(defaults, explicit, init_checkpoint)
@@ -147,9 +154,9 @@ def validate(
     options: TrainOptions, job: DistContext, state: dict[str, Any] | None = None, allow_new_data: bool = False
 ) -> tuple[int, dict[str, Any]]:
     """Check the dataset (against the one a resumed run used) and the schedule; return channels and fingerprint."""
-    from pggan.checkpoint import dataset_fingerprint as saved_fingerprint
-    from pggan.data import read_meta
-    from pggan.dataset_identity import check_same_dataset, dataset_fingerprint
+    from pggan.data.identity import check_same_dataset, dataset_fingerprint
+    from pggan.data.loader import read_meta
+    from pggan.model.checkpoint import dataset_fingerprint as saved_fingerprint
 
     if not is_resolution(options.resolution):
         raise UserError(f"--resolution must be a power of two from 4 to 1024, got {options.resolution}")
@@ -193,7 +200,7 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
         if is_resolution(options.resolution):
             options = options.resolved(job.world_size)  # the preset's tables for this many processes
         channels, fingerprint = validate(options, job, state, bool(cli_values.get("allow_new_data")))
-        from pggan.data import make_batch_loader
+        from pggan.data.loader import make_batch_loader
 
         def batch_source(resolution: int, batch_size: int, start: int):
             return make_batch_loader(

@@ -3,8 +3,8 @@
 Each side of a comparison is opened once (cheap: headers, metadata), then streamed in batches so that 16k
 megapixel images never sit in memory at once. Sets are brought to one resolution and channel count: a dataset
 reads the pyramid level itself; a folder (or .zip) is read by ``pggan-prepare``'s own reader
-(``pggan.image_sources``: same file list, EXIF orientation, 16-bit scaling, centre crop and Lanczos resize), so
-a folder scores as the dataset made from it; a checkpoint's EMA generator draws through ``pggan.generate`` (the
+(``pggan.data.image_files``: same file list, EXIF orientation, 16-bit scaling, centre crop and Lanczos resize), so
+a folder scores as the dataset made from it; a checkpoint's EMA generator draws through ``pggan.pictures.generate`` (the
 seed rule training uses) at its own resolution and is box-filtered down or nearest-upsampled. ``pggan-fid``
 reads its images through here too.
 """
@@ -21,10 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pggan.defaults import SWD_IMAGES
-from pggan.distributed import resolve_device
-from pggan.errors import UserError
-from pggan.image_sources import (
+from pggan.data.image_files import (
     IMAGE_EXTENSIONS,
     ImageItem,
     SkipImage,
@@ -33,6 +30,9 @@ from pggan.image_sources import (
     probe_image,
     read_bytes,
 )
+from pggan.defaults import SWD_IMAGES
+from pggan.devices import resolve_device
+from pggan.errors import UserError
 from pggan.metrics import swd
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
@@ -82,7 +82,7 @@ def _open_folder(path: Path) -> ImageSet:
 def _open_checkpoint(path: Path) -> ImageSet:
     import sys
 
-    from pggan.checkpoint import image_channels, load_checkpoint_or_run, position, require_generator
+    from pggan.model.checkpoint import image_channels, load_checkpoint_or_run, position, require_generator
 
     state = load_checkpoint_or_run(path, warn=lambda line: print(line, file=sys.stderr))
     require_generator(state, path)
@@ -90,7 +90,7 @@ def _open_checkpoint(path: Path) -> ImageSet:
 
 
 def _open_dataset(path: Path) -> ImageSet:
-    from pggan.data import PyramidDataset
+    from pggan.data.loader import PyramidDataset
 
     probe = PyramidDataset(str(path), 4)  # the smallest level always exists; it tells the others
     native = max(probe.resolutions)
@@ -111,7 +111,7 @@ def open_image_set(path: str | os.PathLike[str]) -> ImageSet:
         return _open_checkpoint(path)
     if (path / "data.mdb").is_file():
         return _open_dataset(path)
-    from pggan.checkpoint import run_checkpoints
+    from pggan.model.checkpoint import run_checkpoints
 
     if run_checkpoints(path):
         return _open_checkpoint(path)
@@ -131,7 +131,7 @@ def _folder_batches(files: list[ImageItem], resolution: int, channels: int, batc
 
 
 def _dataset_batches(path: Path, indices: list[int], resolution: int, batch: int) -> Iterator[torch.Tensor]:
-    from pggan.data import PyramidDataset
+    from pggan.data.loader import PyramidDataset
 
     dataset = PyramidDataset(str(path), resolution)
     for start in range(0, len(indices), batch):
@@ -141,8 +141,8 @@ def _dataset_batches(path: Path, indices: list[int], resolution: int, batch: int
 def _checkpoint_batches(
     state: dict[str, Any], num: int, resolution: int, seed: int, device: torch.device
 ) -> Iterator[torch.Tensor]:
-    from pggan.checkpoint import build_generator, position
-    from pggan.generate import generate_seeded_uint8
+    from pggan.model.checkpoint import build_generator, position
+    from pggan.pictures.generate import generate_seeded_uint8
 
     generator = build_generator(state, ema=True, device=device)
     own_resolution, alpha = position(state)
@@ -160,7 +160,7 @@ def image_batches(
     """``num_images`` uint8 images (B, channels, resolution, resolution) from one side, in batches.
 
     A dataset or folder larger than ``num_images`` gives a random subset chosen by ``seed`` (datasets are
-    often ordered); a checkpoint draws the latents ``pggan.generate.random_latents(num_images, ·, seed)``.
+    often ordered); a checkpoint draws the latents ``pggan.pictures.generate.random_latents(num_images, ·, seed)``.
     """
     batch = max(1, swd.PIXELS_PER_BATCH // (4 * channels * resolution * resolution))
     if image_set.kind == "checkpoint":

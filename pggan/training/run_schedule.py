@@ -1,15 +1,15 @@
 """A run's schedule from its options: built, checked against the process count, and described at start.
 
-``pggan.schedule`` is the pure growth arithmetic and ``pggan.presets`` the official tables; this module joins
-them to a run's :class:`~pggan.train_options.TrainOptions`.
+``pggan.training.schedule`` is the pure growth arithmetic and ``pggan.training.presets`` the official tables;
+this module joins them to a run's :class:`~pggan.training.options.TrainOptions`.
 """
 
 from __future__ import annotations
 
 from pggan.errors import UserError
-from pggan.presets import PRESETS
-from pggan.schedule import Schedule, parse_batch_schedule, parse_learning_rates
-from pggan.train_options import TrainOptions
+from pggan.training.options import TrainOptions
+from pggan.training.presets import PRESETS
+from pggan.training.schedule import Schedule, parse_batch_schedule, parse_learning_rates
 
 
 def build_schedule(options: TrainOptions) -> Schedule:
