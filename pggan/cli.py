@@ -16,6 +16,11 @@ import click
 
 from pggan import defaults
 from pggan.errors import UserError
+from pggan.resolutions import MAX_RESOLUTION, MIN_RESOLUTION
+from pggan.training.presets import OFFICIAL, PAPER
+
+#: Help texts take their numbers from the constants the code uses.
+RESOLUTION_RANGE = f"{MIN_RESOLUTION}..{MAX_RESOLUTION}"
 
 # Idle OpenMP threads sleep instead of spinning. On a busy machine (other jobs, data-loading workers) spinning
 # threads wait on descheduled peers at every parallel region and small-net training steps slow down many times
@@ -49,7 +54,7 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("sources", nargs=-1, type=click.Path())
 @click.option("--out", "out", type=click.Path(), help="Dataset (LMDB directory) to create.")
-@click.option("--resolution", type=int, help="Top resolution of the pyramid (power of two, 4..1024).")
+@click.option("--resolution", type=int, help=f"Top resolution of the pyramid (power of two, {RESOLUTION_RANGE}).")
 @click.option(
     "--channels", type=click.Choice(["1", "3"]), default="3", show_default=True, help="1 = grayscale, 3 = RGB."
 )
@@ -98,7 +103,7 @@ def prepare_command(**options: Any) -> None:
 # ---------------------------------------------------------------- pggan-train
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--data", type=click.Path(), default="", help="Dataset made by pggan-prepare.")
-@click.option("--resolution", type=int, default=0, help="Target resolution (power of two, 4..1024).")
+@click.option("--resolution", type=int, default=0, help=f"Target resolution (power of two, {RESOLUTION_RANGE}).")
 @click.option("--out", type=click.Path(), default="checkpoints", show_default=True, help="Parent of run directories.")
 @click.option("--run-name", default=None, help="Run directory name [default: <dataset>-<resolution>].")
 @click.option("--resume", default=None, help="RUN_DIR, CHECKPOINT, or 'auto' (continue the run if it exists).")
@@ -107,12 +112,19 @@ def prepare_command(**options: Any) -> None:
     type=click.Choice(["official", "paper"]),
     default=defaults.PRESET,
     show_default=True,
-    help="official: config.py's v2 presets per GPU count (600+600 kimg phases, 12,000 kimg); paper: the v1 preset "
-    "(800+800, 19,000 kimg, batch 16 then 14/6/3, stddev group 16). Every option below overrides it.",
+    help=f"official: config.py's v2 presets per GPU count ({OFFICIAL.fade_kimg:g}+{OFFICIAL.stable_kimg:g} kimg "
+    f"phases, {OFFICIAL.total_kimg:,.0f} kimg); paper: the v1 preset ({PAPER.fade_kimg:g}+{PAPER.stable_kimg:g}, "
+    f"{PAPER.total_kimg:,.0f} kimg, batch 16 then 14/6/3, stddev group {PAPER.mbstd_group_size}). "
+    "Every option below overrides it.",
 )
 @click.option("--fade-kimg", type=float, default=None, help="Fade-in length per resolution [default: preset].")
 @click.option("--stable-kimg", type=float, default=None, help="Stable length per resolution [default: preset].")
-@click.option("--total-kimg", type=float, default=None, help="Stop here [default: preset, 12,000 or 19,000].")
+@click.option(
+    "--total-kimg",
+    type=float,
+    default=None,
+    help=f"Stop here [default: preset, {OFFICIAL.total_kimg:,.0f} or {PAPER.total_kimg:,.0f}].",
+)
 @click.option(
     "--batch-schedule",
     default=None,
@@ -315,7 +327,10 @@ def import_command(pickle_file: str, out: str, overwrite: bool) -> None:
 @click.argument("fake", type=click.Path())
 @click.option("--inception", "inception_path", type=click.Path(), default=None, help="Inception-v3 weights file.")
 @click.option(
-    "--num-images", type=int, default=None, help="Fakes to draw, reals at most [default: 50000, as published]."
+    "--num-images",
+    type=int,
+    default=None,
+    help=f"Fakes to draw, reals at most [default: {defaults.FID_IMAGES}, as published].",
 )
 @click.option("--resolution", type=int, default=None, help="Read images at this size [default: the smaller side's].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Subsets and latents.")

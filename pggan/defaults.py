@@ -29,7 +29,10 @@ DRIFT_EPSILON = 0.001
 GP_SPACES = ("official", "native")
 GP_SPACE = "official"
 
-# Schedule and outputs.
+# Schedule and outputs (official TrainingSchedule: lod_training_kimg, lod_transition_kimg; config.py total_kimg).
+FADE_KIMG = 600.0
+STABLE_KIMG = 600.0
+TOTAL_KIMG = 12000.0
 PRESET = "official"
 #: kimg between progress ticks (official TrainingSchedule.tick_kimg_dict).
 TICK_KIMG: dict[int, float] = {4: 160, 8: 140, 16: 120, 32: 100, 64: 80, 128: 60, 256: 40, 512: 20, 1024: 10}

@@ -20,8 +20,8 @@ import pytest
 
 from pggan.errors import UserError
 from pggan.training.options import TrainOptions, upgrade_saved_options
+from pggan.training.plan import build_schedule, check_batch_sizes
 from pggan.training.presets import OFFICIAL, PAPER, resolve_batches, resolve_learning_rates
-from pggan.training.run_schedule import build_schedule, check_batch_sizes
 
 RES = [4, 8, 16, 32, 64, 128, 256, 512, 1024]
 OFFICIAL_BATCHES = {

@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 
 from pggan.training.distributed import DistContext, shutdown
 from pggan.training.trainer import Trainer
-from tests.train_helpers import random_pyramid, tensor_source
+from tests.train_helpers import plan, random_pyramid, tensor_source
 
 # config.py v2 presets at 4×4 and 8×8: 1 GPU 128/128, 2 GPUs 256/256, 4 and 8 GPUs 512/256 (global batches).
 EXPECTED = {1: {4: 128, 8: 128}, 2: {4: 256, 8: 256}, 4: {4: 512, 8: 256}, 8: {4: 512, 8: 256}}
@@ -55,7 +55,7 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
                 seen.append((resolution, batch_size, batch.shape[0]))
                 yield batch
 
-        trainer = Trainer(options, job, run_dir, 3, source, log=lambda m: None)
+        trainer = Trainer(plan(options, source, job.world_size), job, run_dir, 3, log=lambda m: None)
         assert trainer.run() == "done"
         s = trainer.gan
         params = torch.cat([p.detach().flatten() for n in (s.generator, s.discriminator) for p in n.parameters()])
@@ -104,7 +104,7 @@ def test_paper_preset_trains_with_batches_14_6_3(tmp_path):
             seen.append((resolution, batch.shape[0]))
             yield batch
 
-    trainer = Trainer(options, DistContext(), run_dir, 3, source, log=lambda m: None)
+    trainer = Trainer(plan(options, source), DistContext(), run_dir, 3, log=lambda m: None)
     assert trainer.options.mbstd_group_size == 16 and trainer.gan.discriminator.mbstd_group_size == 16
     assert trainer.run() == "done"
     batches = {}

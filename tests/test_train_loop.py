@@ -7,7 +7,7 @@ import torch
 from pggan.model.checkpoint import load_checkpoint, run_progress
 from pggan.training.distributed import DistContext
 from pggan.training.trainer import Trainer
-from tests.train_helpers import random_pyramid, tensor_source, tiny_options
+from tests.train_helpers import plan, random_pyramid, tensor_source, tiny_options
 
 
 def make_trainer(tmp_path, resume_checkpoint=None, **overrides):
@@ -15,7 +15,7 @@ def make_trainer(tmp_path, resume_checkpoint=None, **overrides):
     run_dir = Path(options.out) / options.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     return Trainer(
-        options, DistContext(), run_dir, 3, tensor_source(random_pyramid()), resume_checkpoint=resume_checkpoint
+        plan(options, tensor_source(random_pyramid())), DistContext(), run_dir, 3, resume_checkpoint=resume_checkpoint
     )
 
 
@@ -98,7 +98,7 @@ def test_optimizer_moments_reset_at_every_phase_start(tmp_path, total_kimg):
 class _CountingSWD(Trainer):
     """SWD itself is tested elsewhere; here only *when* it runs matters, so it reports the position."""
 
-    def _evaluate_swd(self):
+    def evaluate_metric(self, name):
         return {"avg": float(self.images_shown)}
 
 
@@ -108,7 +108,9 @@ def test_stopped_and_resumed_run_keeps_tick_and_swd_cadence(tmp_path):
         run_dir = Path(options.out) / options.run_name
         run_dir.mkdir(parents=True, exist_ok=True)
         source = tensor_source(random_pyramid())
-        return _CountingSWD(options, DistContext(), run_dir, 3, source, resume_checkpoint=state, log=lambda m: None)
+        return _CountingSWD(
+            plan(options, source), DistContext(), run_dir, 3, resume_checkpoint=state, log=lambda m: None
+        )
 
     def lines(root):
         records = [json.loads(x) for x in (root / "runs" / "run" / "stats.jsonl").read_text().splitlines()]
@@ -127,7 +129,7 @@ def test_stopped_and_resumed_run_keeps_tick_and_swd_cadence(tmp_path):
     first.batch_source = source
     assert first.run() == "interrupted" and first.images_shown == 40
     state = load_checkpoint(tmp_path / "b" / "runs" / "run" / "latest.pt")
-    assert run_progress(state).next_swd == 64  # saved with the other counters
+    assert run_progress(state).timeline["swd"] == 64  # saved with the other cadences
     assert trainer(tmp_path / "b", state).run() == "done"
     ticks, swd = lines(tmp_path / "ref")
     assert (ticks, swd) == ([0.016, 0.032, 0.048, 0.064, 0.08], [0.032, 0.064])

@@ -64,16 +64,16 @@ MUTATIONS: list[Mutation] = [
     Mutation("swd images 8192", "pggan/defaults.py", "SWD_IMAGES = 16384", "SWD_IMAGES = 8192", (CONST,)),
     Mutation(
         "fade 500 kimg",
-        "pggan/training/presets.py",
-        "    fade_kimg=600.0,",
-        "    fade_kimg=500.0,",
+        "pggan/defaults.py",
+        "FADE_KIMG = 600.0",
+        "FADE_KIMG = 500.0",
         ("tests/test_presets.py",),
     ),
     Mutation(
         "total 10000 kimg",
-        "pggan/training/presets.py",
-        "    total_kimg=12000.0,",
-        "    total_kimg=10000.0,",
+        "pggan/defaults.py",
+        "TOTAL_KIMG = 12000.0",
+        "TOTAL_KIMG = 10000.0",
         ("tests/test_presets.py",),
     ),
     Mutation(

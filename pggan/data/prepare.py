@@ -38,12 +38,11 @@ from pggan.data.pyramid import (
     META_KEY,
     PNG_COMPRESS_LEVEL,
     build_levels,
-    check_resolution,
     record_key,
 )
 from pggan.data.storage_choice import choose_encodings
 from pggan.errors import UserError
-from pggan.resolutions import growth_resolutions
+from pggan.resolutions import check_resolution, growth_resolutions
 
 CALIBRATION_IMAGES = 6
 COMMIT_EVERY_BYTES = 256 << 20

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from pggan.defaults import FID_IMAGES
 from pggan.errors import UserError
 
-DEFAULT_NUM_IMAGES = 50_000  # as the published numbers use
+DEFAULT_NUM_IMAGES = FID_IMAGES  # as the published numbers use
 SQRTM_EPS = 1e-6  # the usual offset added to both covariances when their product is near singular
 
 

@@ -49,8 +49,8 @@ class ImageSet:
     native_resolution: int
     channels: int | None  # None: a folder that can be read either way
     count: int | None
-    _files: list[ImageItem] = field(default_factory=list)
-    _state: dict[str, Any] | None = None
+    files: list[ImageItem] = field(default_factory=list)  # a folder's images
+    checkpoint: dict[str, Any] | None = None  # a checkpoint's loaded state
 
     def describe(self) -> str:
         size = "any number of" if self.count is None else f"{self.count}"
@@ -76,7 +76,7 @@ def _open_folder(path: Path) -> ImageSet:
         gray = gray and item_gray
         short_side = min(width, height) if short_side is None else min(short_side, width, height)
     native = _largest_power_of_two(short_side or 1)
-    return ImageSet(path, "folder", native, 1 if gray else None, len(files), _files=files)
+    return ImageSet(path, "folder", native, 1 if gray else None, len(files), files=files)
 
 
 def _open_checkpoint(path: Path) -> ImageSet:
@@ -86,7 +86,7 @@ def _open_checkpoint(path: Path) -> ImageSet:
 
     state = load_checkpoint_or_run(path, warn=lambda line: print(line, file=sys.stderr))
     require_generator(state, path)
-    return ImageSet(path, "checkpoint", position(state)[0], image_channels(state), None, _state=state)
+    return ImageSet(path, "checkpoint", position(state)[0], image_channels(state), None, checkpoint=state)
 
 
 def _open_dataset(path: Path) -> ImageSet:
@@ -166,7 +166,7 @@ def image_batches(
     if image_set.kind == "checkpoint":
         if image_set.channels != channels:
             raise UserError(f"{image_set.path} makes {image_set.channels}-channel images, the other side {channels}")
-        state = image_set._state or {}
+        state = image_set.checkpoint or {}
         return _checkpoint_batches(state, num_images, resolution, seed, torch.device(device))
     assert image_set.count is not None
     if num_images > image_set.count:
@@ -174,7 +174,7 @@ def image_batches(
     order = torch.randperm(image_set.count, generator=torch.Generator().manual_seed(_subset_seed(seed)))
     indices = sorted(order[:num_images].tolist())
     if image_set.kind == "folder":
-        return _folder_batches([image_set._files[i] for i in indices], resolution, channels, batch)
+        return _folder_batches([image_set.files[i] for i in indices], resolution, channels, batch)
     if image_set.channels != channels:
         raise UserError(f"{image_set.path} holds {image_set.channels}-channel images, the other side {channels}")
     if resolution > image_set.native_resolution:

@@ -27,14 +27,7 @@ from pggan.model.layers import (
     pixel_norm,
     upsample2x,
 )
-from pggan.resolutions import (  # noqa: F401  (is_power_of_two: re-exported for callers of pggan.model.networks)
-    MAX_RESOLUTION,
-    MIN_RESOLUTION,
-    growth_resolutions,
-    is_power_of_two,
-    is_resolution,
-    stage_of,
-)
+from pggan.resolutions import growth_resolutions, is_resolution, resolution_error, stage_of
 
 #: Generator blocks at or above this resolution run nearest-upsample + 3×3 conv as one stride-2 4×4
 #: transposed conv (the official release's ``fused_scale``): identical maths, 16/36 of the multiply-adds,
@@ -45,19 +38,14 @@ FUSED_UPSAMPLE_MIN_RESOLUTION = 16
 
 def check_max_resolution(max_resolution: int) -> int:
     if not is_resolution(max_resolution):
-        raise ValueError(
-            f"max_resolution must be a power of two from {MIN_RESOLUTION} to {MAX_RESOLUTION}, got {max_resolution!r}"
-        )
+        raise ValueError(resolution_error(max_resolution, what="max_resolution"))
     return max_resolution
 
 
 def check_resolution_alpha(resolution: int, alpha: float | torch.Tensor, max_resolution: int) -> None:
     """Raise ValueError unless ``resolution`` is a trained power of two and ``alpha`` lies in [0, 1]."""
     if not is_resolution(resolution, high=max_resolution):
-        raise ValueError(
-            f"resolution must be a power of two from {MIN_RESOLUTION} to {max_resolution} "
-            f"(this network's max_resolution), got {resolution!r}"
-        )
+        raise ValueError(resolution_error(resolution, max_resolution, "resolution (at most this network's max)"))
     if isinstance(alpha, torch.Tensor):
         return  # checked by the caller; a .item() here would force a device sync every step
     if not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:

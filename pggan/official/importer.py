@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from pggan.errors import UserError
-from pggan.model.checkpoint import save_checkpoint
-from pggan.model.networks import Discriminator, Generator, check_max_resolution
+from pggan.model.checkpoint import mismatched_networks, networks_checkpoint, save_checkpoint
+from pggan.model.networks import check_max_resolution
 from pggan.official.pickle_reader import NetworkState, read_official_pickle
 
 #: The release's defaults of G_paper / D_paper for the keyword arguments we read.
@@ -105,16 +105,16 @@ class OfficialNetworks:
     def checkpoint(self) -> dict[str, Any]:
         """A pggan checkpoint dict (networks only: ``pggan-sample``, ``-swd``, ``-train --init`` read it)."""
         resolution, alpha = self.current
-        return {
-            "generator_config": self.generator_config(),
-            "discriminator_config": self.discriminator_config(),
-            "generator": self.generator,
-            "generator_ema": self.generator_ema,
-            "discriminator": self.discriminator,
-            "resolution": resolution,
-            "alpha": alpha,
-            "imported_from": {"format": "tfutil.Network v2", "lod": self.lod, "layout": self.layout},
-        }
+        return networks_checkpoint(
+            self.generator_config(),
+            self.discriminator_config(),
+            self.generator,
+            self.generator_ema,
+            self.discriminator,
+            resolution,
+            alpha,
+            imported_from={"format": "tfutil.Network v2", "lod": self.lod, "layout": self.layout},
+        )
 
     @property
     def layout(self) -> str:
@@ -471,15 +471,8 @@ def import_official(
     networks = load_official(path)
     state = networks.checkpoint()
     # Prove the dicts fit pggan's networks before anything is written (built on the meta device: no memory, no init).
-    with torch.device("meta"):
-        networks_to_fill = (
-            (Generator(**state["generator_config"]), ("generator", "generator_ema")),
-            (Discriminator(**state["discriminator_config"]), ("discriminator",)),
-        )
-    for net, keys in networks_to_fill:
-        expected = {name: tuple(value.shape) for name, value in net.state_dict().items()}
-        for key in keys:
-            if {name: tuple(value.shape) for name, value in state[key].items()} != expected:
-                raise AssertionError(f"converted {key} does not fit pggan's network")  # a bug, not bad input
+    wrong = mismatched_networks(state)
+    if wrong:
+        raise AssertionError(f"converted {', '.join(wrong)} do not fit pggan's networks")  # a bug, not bad input
     save_checkpoint(state, out)
     return networks

@@ -140,7 +140,8 @@ def upgrade_saved_options(values: dict[str, Any]) -> dict[str, Any]:
     if values.get("total_kimg") is None and values.get("resolution"):
         phases = len(growth_resolutions(values["resolution"])) - 1  # fade-ins after 4x4
         values["total_kimg"] = (
-            float(values.get("stable_kimg", 600.0)) * (phases + 1) + float(values.get("fade_kimg", 600.0)) * phases
+            float(values.get("stable_kimg", defaults.STABLE_KIMG)) * (phases + 1)
+            + float(values.get("fade_kimg", defaults.FADE_KIMG)) * phases
         )
     return values
 

@@ -34,7 +34,8 @@ from pggan.defaults import (
 from pggan.devices import autocast_context
 from pggan.model.layers import downsample2x, upsample2x
 from pggan.model.losses import d_loss, g_loss
-from pggan.model.networks import Discriminator, Generator, stage_of
+from pggan.model.networks import Discriminator, Generator
+from pggan.resolutions import stage_of
 
 
 def make_optimizer(module: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
