@@ -17,6 +17,11 @@ import click
 
 from pggan import defaults
 from pggan.errors import UserError
+from pggan.resolutions import MAX_RESOLUTION, MIN_RESOLUTION
+from pggan.training.presets import OFFICIAL, PAPER
+
+#: Help texts take their numbers from the constants the code uses.
+RESOLUTION_RANGE = f"{MIN_RESOLUTION}..{MAX_RESOLUTION}"
 
 # Idle OpenMP threads sleep instead of spinning. On a busy machine (other jobs, data-loading workers) spinning
 # threads wait on descheduled peers at every parallel region and small-net training steps slow down many times
@@ -50,7 +55,7 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("sources", nargs=-1, type=click.Path())
 @click.option("--out", "out", type=click.Path(), help="Dataset (LMDB directory) to create.")
-@click.option("--resolution", type=int, help="Top resolution of the pyramid (power of two, 4..1024).")
+@click.option("--resolution", type=int, help=f"Top resolution of the pyramid (power of two, {RESOLUTION_RANGE}).")
 @click.option(
     "--channels", type=click.Choice(["1", "3"]), default="3", show_default=True, help="1 = grayscale, 3 = RGB."
 )
@@ -71,7 +76,7 @@ def prepare_command(**options: Any) -> None:
     if options["verify"] is not None:
         if options["sources"] or options["out"]:
             raise UserError("--verify DATASET takes no SOURCE and no --out")
-        from pggan.verify import verify_dataset
+        from pggan.data.verify import verify_dataset
 
         result = verify_dataset(options["verify"])
         for problem in result.problems:
@@ -82,7 +87,7 @@ def prepare_command(**options: Any) -> None:
         return
     if not options["out"] or options["resolution"] is None:
         raise UserError("pggan-prepare needs SOURCE..., --out DATASET and --resolution R (or --verify DATASET)")
-    from pggan.prepare import prepare_dataset
+    from pggan.data.prepare import prepare_dataset
 
     result = prepare_dataset(
         list(options["sources"]),
@@ -99,7 +104,7 @@ def prepare_command(**options: Any) -> None:
 # ---------------------------------------------------------------- pggan-train
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--data", type=click.Path(), default="", help="Dataset made by pggan-prepare.")
-@click.option("--resolution", type=int, default=0, help="Target resolution (power of two, 4..1024).")
+@click.option("--resolution", type=int, default=0, help=f"Target resolution (power of two, {RESOLUTION_RANGE}).")
 @click.option("--out", type=click.Path(), default="checkpoints", show_default=True, help="Parent of run directories.")
 @click.option("--run-name", default=None, help="Run directory name [default: <dataset>-<resolution>].")
 @click.option("--resume", default=None, help="RUN_DIR, CHECKPOINT, or 'auto' (continue the run if it exists).")
@@ -108,12 +113,19 @@ def prepare_command(**options: Any) -> None:
     type=click.Choice(["official", "paper"]),
     default=defaults.PRESET,
     show_default=True,
-    help="official: config.py's v2 presets per GPU count (600+600 kimg phases, 12,000 kimg); paper: the v1 preset "
-    "(800+800, 19,000 kimg, batch 16 then 14/6/3, stddev group 16). Every option below overrides it.",
+    help=f"official: config.py's v2 presets per GPU count ({OFFICIAL.fade_kimg:g}+{OFFICIAL.stable_kimg:g} kimg "
+    f"phases, {OFFICIAL.total_kimg:,.0f} kimg); paper: the v1 preset ({PAPER.fade_kimg:g}+{PAPER.stable_kimg:g}, "
+    f"{PAPER.total_kimg:,.0f} kimg, batch 16 then 14/6/3, stddev group {PAPER.mbstd_group_size}). "
+    "Every option below overrides it.",
 )
 @click.option("--fade-kimg", type=float, default=None, help="Fade-in length per resolution [default: preset].")
 @click.option("--stable-kimg", type=float, default=None, help="Stable length per resolution [default: preset].")
-@click.option("--total-kimg", type=float, default=None, help="Stop here [default: preset, 12,000 or 19,000].")
+@click.option(
+    "--total-kimg",
+    type=float,
+    default=None,
+    help=f"Stop here [default: preset, {OFFICIAL.total_kimg:,.0f} or {PAPER.total_kimg:,.0f}].",
+)
 @click.option(
     "--batch-schedule",
     default=None,
@@ -205,7 +217,7 @@ def prepare_command(**options: Any) -> None:
 @_one_line_errors
 def train_command(ctx: click.Context, **options: Any) -> None:
     """Train a progressive GAN from 4×4 up to --resolution (torchrun for several GPUs)."""
-    from pggan.train_setup import run_training
+    from pggan.training.setup import run_training
 
     explicit = {name for name in options if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     run_training(options, explicit)
@@ -270,7 +282,7 @@ def sample_command(checkpoint: str, **options: Any) -> None:
 
     Samples at the checkpoint's current resolution and fade-in alpha, with the EMA generator unless --raw.
     """
-    from pggan.sample_driver import run_sample
+    from pggan.pictures.sample_command import run_sample
 
     written = run_sample(checkpoint, progress=True, **options)
     for key in ("grid", "video", "training_video"):
@@ -303,7 +315,7 @@ def swd_command(**options: Any) -> None:
     REAL and FAKE may each be a dataset made by pggan-prepare, a folder of images, or a checkpoint (or run
     directory), whose EMA generator draws the images.
     """
-    from pggan.metrics.image_sets import compare
+    from pggan.metrics.sources import compare
 
     report = compare(
         options["real"],
@@ -330,7 +342,7 @@ def import_command(pickle_file: str, out: str, overwrite: bool) -> None:
 
     Nothing stored in the pickle is executed: only network variables are read.
     """
-    from pggan.official import import_official
+    from pggan.official.importer import import_official
 
     networks = import_official(pickle_file, out, overwrite=overwrite)
     click.echo(networks.summary())
@@ -343,7 +355,10 @@ def import_command(pickle_file: str, out: str, overwrite: bool) -> None:
 @click.argument("fake", type=click.Path())
 @click.option("--inception", "inception_path", type=click.Path(), default=None, help="Inception-v3 weights file.")
 @click.option(
-    "--num-images", type=int, default=None, help="Fakes to draw, reals at most [default: 50000, as published]."
+    "--num-images",
+    type=int,
+    default=None,
+    help=f"Fakes to draw, reals at most [default: {defaults.FID_IMAGES}, as published].",
 )
 @click.option("--resolution", type=int, default=None, help="Read images at this size [default: the smaller side's].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Subsets and latents.")

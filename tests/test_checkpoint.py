@@ -7,15 +7,15 @@ import time
 import pytest
 import torch
 
-from pggan.checkpoint import (
+from pggan.errors import UserError
+from pggan.model.checkpoint import (
     build_generator,
     find_readable_checkpoint,
     load_checkpoint,
     network_state,
     save_checkpoint,
 )
-from pggan.errors import UserError
-from pggan.networks import Discriminator, Generator
+from pggan.model.networks import Discriminator, Generator
 
 
 def small_state():
@@ -86,7 +86,7 @@ def test_kill_9_during_saves_leaves_a_loadable_checkpoint(tmp_path):
     path = tmp_path / "latest.pt"
     script = (
         "import sys, torch\n"
-        "from pggan.checkpoint import save_checkpoint\n"
+        "from pggan.model.checkpoint import save_checkpoint\n"
         "state = {'weights': torch.randn(4_000_000), 'images_shown': 0}\n"
         "i = 0\n"
         "while True:\n"
@@ -139,7 +139,7 @@ def test_refused_write_is_one_error_and_keeps_the_old_file(tmp_path):
     path = tmp_path / "latest.pt"
     script = (
         "import resource, signal, sys, torch\n"
-        "from pggan.checkpoint import save_checkpoint\n"
+        "from pggan.model.checkpoint import save_checkpoint\n"
         "from pggan.atomic import WriteFailed\n"
         "save_checkpoint({'w': torch.zeros(10)}, sys.argv[1])\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"

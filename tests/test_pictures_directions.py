@@ -7,7 +7,6 @@ result. The sign rule checked is the documented one: each direction's entry of l
 import json
 import pickle
 import re
-import sys
 from pathlib import Path
 
 import av
@@ -17,10 +16,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from pggan.checkpoint import network_state, save_checkpoint
 from pggan.cli import sample_command
 from pggan.errors import UserError
-from pggan.networks import Discriminator, Generator
+from pggan.model.checkpoint import network_state, save_checkpoint
+from pggan.model.networks import Discriminator, Generator
 from pggan.pictures.directions import (
     apply_direction,
     load_direction_file,
@@ -204,15 +203,6 @@ def test_bad_direction_options_are_one_line_errors(tmp_path, checkpoint, args, m
     result = invoke(path, "--grid", tmp_path / "g.png", "--seeds", "1", *args, "--device", "cpu")
     assert result.exit_code != 0 and result.output.startswith("Error: ") and message in result.output, result.output
     assert result.output.strip().count("\n") == 0 and list(tmp_path.iterdir()) == []
-
-
-def test_bench_directions_smoke(capsys):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    import bench_directions
-
-    results = bench_directions.main(["--smoke", "--json"])
-    assert results["first_layer_shape"] == [32 * 16, 64] and results["strengths"] == 7
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cpu"] == results["cpu"]
 
 
 def test_the_readme_python_example_runs(tmp_path, checkpoint, monkeypatch):

@@ -13,11 +13,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from pggan.checkpoint import network_state, save_checkpoint
 from pggan.cli import sample_command
 from pggan.errors import UserError
-from pggan.generate import generate_faces_uint8
-from pggan.networks import Discriminator, Generator
+from pggan.model.checkpoint import network_state, save_checkpoint
+from pggan.model.networks import Discriminator, Generator
+from pggan.pictures.generate import generate_faces_uint8
 from pggan.pictures.latents import (
     MAX_SEED,
     parse_seeds,

@@ -6,11 +6,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from pggan.checkpoint import network_state, save_checkpoint
 from pggan.cli import sample_command
-from pggan.networks import Discriminator, Generator
+from pggan.model.checkpoint import network_state, save_checkpoint
+from pggan.model.networks import Discriminator, Generator
+from pggan.pictures.grids import make_grid, parse_grid_size, save_image_grid
 from pggan.pixels import images_to_uint8
-from pggan.sample import make_grid, parse_grid_size, save_image_grid
 
 LATENT = 8
 

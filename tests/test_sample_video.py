@@ -8,12 +8,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pggan.checkpoint import network_state, save_checkpoint
 from pggan.cli import sample_command
-from pggan.networks import Discriminator, Generator
+from pggan.model.checkpoint import network_state, save_checkpoint
+from pggan.model.networks import Discriminator, Generator
 from pggan.pictures.latents import slerp
+from pggan.pictures.video import gaussian_walk, keyframe_walk, write_mp4
 from pggan.pixels import images_to_uint8
-from pggan.video import gaussian_walk, keyframe_walk, write_mp4
 
 LATENT = 8
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pggan.checkpoint import network_state, save_checkpoint
 from pggan.cli import swd_command
-from pggan.networks import Discriminator, Generator
+from pggan.model.checkpoint import network_state, save_checkpoint
+from pggan.model.networks import Discriminator, Generator
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pggan.checkpoint import load_checkpoint, run_progress
+from pggan.model.checkpoint import load_checkpoint, run_progress
 from tests.train_helpers import run_console
 
 REPO = Path(__file__).resolve().parents[1]

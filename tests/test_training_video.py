@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pggan.cli import sample_command
-from pggan.distributed import DistContext
 from pggan.errors import UserError
 from pggan.pictures.latents import seed_latents
 from pggan.pictures.training_video import (
@@ -20,8 +19,9 @@ from pggan.pictures.training_video import (
     tick_grid_layout,
     training_video_frames,
 )
-from pggan.train import Trainer
-from tests.train_helpers import random_pyramid, tensor_source, tiny_options
+from pggan.training.distributed import DistContext
+from pggan.training.trainer import Trainer
+from tests.train_helpers import plan, random_pyramid, tensor_source, tiny_options
 
 
 def train(tmp_path, **overrides):
@@ -29,7 +29,7 @@ def train(tmp_path, **overrides):
     run_dir = Path(options.out) / options.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "options.json").write_text(options.to_json())
-    trainer = Trainer(options, DistContext(), run_dir, 3, tensor_source(random_pyramid()))
+    trainer = Trainer(plan(options, tensor_source(random_pyramid())), DistContext(), run_dir, 3)
     assert trainer.run() == "done"
     return run_dir, trainer
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from pggan.train_options import TrainOptions
+from pggan.training.options import TrainOptions
+from pggan.training.plan import RunPlan, plan_run
 
 
 def tiny_options(tmp_path, **overrides) -> TrainOptions:
@@ -34,6 +35,11 @@ def tiny_options(tmp_path, **overrides) -> TrainOptions:
     )
     values.update(overrides)
     return TrainOptions(**values)
+
+
+def plan(options: TrainOptions, source, world_size: int = 1) -> RunPlan:
+    """The run resolved as pggan-train resolves it, with an in-memory batch source."""
+    return plan_run(options, world_size, lambda resolved: source)
 
 
 def tensor_source(images_by_res: dict[int, torch.Tensor], rank: int = 0, world_size: int = 1):

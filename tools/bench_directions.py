@@ -39,12 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import cpu_model
 
-from pggan.distributed import resolve_device
-from pggan.generate import generate_faces_uint8, generate_uint8
-from pggan.networks import Generator
+from pggan.devices import resolve_device
+from pggan.model.networks import Generator
 from pggan.pictures.directions import edit_latents, parse_strengths, sefa_directions
+from pggan.pictures.generate import generate_faces_uint8, generate_uint8
+from pggan.pictures.grids import make_grid, save_png
 from pggan.pictures.latents import seed_latents
-from pggan.sample import make_grid, save_png
 
 
 def timed(func: Callable[[], Any], device: torch.device) -> tuple[float, Any]:

@@ -1,1 +1,1 @@
-"""Pictures from a trained generator: latents by seed, semantic directions, and the training video."""
+"""What a generator draws: latents by seed, semantic directions, grids, videos (walks, morphs, growth), pggan-sample."""

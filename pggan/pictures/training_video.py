@@ -29,8 +29,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from pggan.errors import UserError
-from pggan.generate import METRIC_BATCH_SIZE, generate_uint8
-from pggan.sample import make_grid, save_png
+from pggan.pictures.generate import METRIC_BATCH_SIZE, generate_uint8
+from pggan.pictures.grids import make_grid, save_png
 
 #: The PNG tEXt key under which a run grid stores its JSON description.
 GRID_TEXT_KEY = "pggan-grid"
@@ -205,7 +205,7 @@ def render_training_video(
     """
     from tqdm import tqdm
 
-    from pggan.video import write_mp4
+    from pggan.pictures.video import write_mp4
 
     grids = find_run_grids(run_dir)
     layouts = {(g.cols, g.rows) for g in grids}

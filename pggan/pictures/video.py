@@ -22,9 +22,9 @@ import torch
 from pggan import defaults
 from pggan.atomic import atomic_write_bytes
 from pggan.errors import UserError
-from pggan.generate import generate_uint8
+from pggan.pictures.generate import generate_uint8
+from pggan.pictures.grids import make_grid
 from pggan.pictures.latents import seed_latents, seed_range, slerp_path, to_sphere
-from pggan.sample import make_grid
 
 DEFAULT_CODECS = ("libx264", "mpeg4")
 

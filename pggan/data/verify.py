@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pggan.pyramid import (
+from pggan.data.pyramid import (
     LEGACY_LEVEL_RULE,
     META_KEY,
     DatasetDamaged,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pggan.checkpoint import (
+from pggan.errors import UserError
+from pggan.model.checkpoint import (
     Found,
     find_readable_checkpoint,
     generator_config,
@@ -24,13 +25,19 @@ from pggan.checkpoint import (
     run_progress,
     saved_options,
 )
-from pggan.distributed import DEFAULT_TIMEOUT_MINUTES, DistContext, barrier, init_distributed, peer_lost, shutdown
-from pggan.errors import UserError
 from pggan.pictures.latents import check_seed
-from pggan.resolutions import growth_resolutions, is_resolution
-from pggan.run_schedule import build_schedule, check_batch_sizes, describe_schedule
-from pggan.train import Trainer, install_stop_handlers, write_options
-from pggan.train_options import TrainOptions, check_resumable, upgrade_saved_options
+from pggan.resolutions import check_resolution, growth_resolutions
+from pggan.training.distributed import (
+    DEFAULT_TIMEOUT_MINUTES,
+    DistContext,
+    barrier,
+    init_distributed,
+    peer_lost,
+    shutdown,
+)
+from pggan.training.options import TrainOptions, check_resumable, upgrade_saved_options
+from pggan.training.plan import dataset_batch_source, describe_schedule, plan_run
+from pggan.training.trainer import Trainer, install_stop_handlers, write_options
 
 
 def _on_rank_zero() -> bool:
@@ -115,7 +122,7 @@ def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> ResolvedR
     if defaults.init:
         if resume and resume != "auto":
             raise UserError("--init starts a new run and --resume continues one: give only one of them")
-        from pggan.init_run import load_init_checkpoint, options_for_init
+        from pggan.training.init import load_init_checkpoint, options_for_init
 
         init_checkpoint = load_init_checkpoint(defaults.init)
         defaults = options_for_init(defaults, explicit, init_checkpoint)
@@ -147,13 +154,12 @@ def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> ResolvedR
 def validate(
     options: TrainOptions, job: DistContext, state: dict[str, Any] | None = None, allow_new_data: bool = False
 ) -> tuple[int, dict[str, Any]]:
-    """Check the dataset (against the one a resumed run used) and the schedule; return channels and fingerprint."""
-    from pggan.checkpoint import dataset_fingerprint as saved_fingerprint
-    from pggan.data import read_meta
-    from pggan.dataset_identity import check_same_dataset, dataset_fingerprint
+    """Check the dataset (against the one a resumed run used) and the metrics; return channels and fingerprint."""
+    from pggan.data.identity import check_same_dataset, dataset_fingerprint
+    from pggan.data.loader import read_meta
+    from pggan.model.checkpoint import dataset_fingerprint as saved_fingerprint
 
-    if not is_resolution(options.resolution):
-        raise UserError(f"--resolution must be a power of two from 4 to 1024, got {options.resolution}")
+    check_resolution(options.resolution, "--resolution")
     meta = read_meta(options.data)
     levels = sorted(int(r) for r in meta["resolutions"])
     if options.resolution > max(levels):
@@ -171,7 +177,6 @@ def validate(
                         f"{options.grid_ticks}")  # fmt: skip
     if options.swd_kimg or options.fid_kimg:  # their fakes are the faces of seeds --seed, --seed+1, ...
         check_seed(options.seed, "--seed")
-    check_batch_sizes(build_schedule(options), job.world_size, options.mbstd_group_size, options.preset)
     fingerprint = dataset_fingerprint(meta, options.data)
     if state is not None:
         model_channels = int(generator_config(state).get("channels", 3))
@@ -196,36 +201,13 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
     job = init_distributed(options.device, timeout_minutes=timeout)
     trainer = None
     try:
-        if is_resolution(options.resolution):
-            options = options.resolved(job.world_size)  # the preset's tables for this many processes
         channels, fingerprint = validate(options, job, state, bool(cli_values.get("allow_new_data")))
-        from pggan.data import make_batch_loader
-
-        def batch_source(resolution: int, batch_size: int, start: int):
-            return make_batch_loader(
-                options.data,
-                resolution,
-                batch_size,
-                start,
-                options.seed,
-                rank=job.rank,
-                world_size=job.world_size,
-                num_workers=options.workers,
-                mirror=options.mirror,
-                pin_memory=job.device.type == "cuda",
-            )
-
+        # Resolved once: the preset's tables for this many processes, the checked schedule, the batch source.
+        plan = plan_run(options, job.world_size, lambda resolved: dataset_batch_source(resolved, job))
         init_checkpoint = run.init_checkpoint if state is None else None
-        trainer = Trainer(
-            options,
-            job,
-            run_dir,
-            channels,
-            batch_source,
-            resume_checkpoint=state,
-            init_checkpoint=init_checkpoint,
-            dataset=fingerprint,
-        )
+        trainer = Trainer(plan, job, run_dir, channels, resume_checkpoint=state, dataset=fingerprint)
+        if init_checkpoint is not None:
+            trainer.start_from(init_checkpoint)
         if resume_path is not None:
             trainer.last_checkpoint = (resume_path, trainer.images_shown)
         if job.is_main:

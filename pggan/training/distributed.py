@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime
 import gc
 import os
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from pggan import defaults
+from pggan.devices import resolve_device
 from pggan.errors import UserError
 
 #: How long a collective waits for a silent peer before the job gives up (torch's own default is 30 minutes for
@@ -44,26 +44,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → CUDA when present, else the CPU; plain ``cuda`` → this process's GPU (one per local rank).
-
-    The one place every command turns ``--device`` into a torch device; asking for CUDA without a GPU is a
-    UserError rather than a failure deep inside torch.
-    """
-    name = device.strip().lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return torch.device("cpu")
-    if re.fullmatch(r"cuda(:\d+)?", name):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: no CUDA device is available here (use --device cpu)")
-        if name == "cuda":
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        return torch.device(name)
-    raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
 
 
 def init_distributed(device: str = "auto", timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> DistContext:

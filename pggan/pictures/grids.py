@@ -4,7 +4,7 @@ Everything a user shows the world goes through here, and so do the training
 loop's snapshot grids (``save_image_grid``). Pixels come from
 ``pggan.pixels.images_to_uint8``, the same conversion the metrics use. Every
 file is written atomically: a failed or interrupted run leaves earlier
-outputs untouched. The ``pggan-sample`` driver is ``pggan.sample_driver``.
+outputs untouched. The ``pggan-sample`` driver is ``pggan.pictures.sample_command``.
 """
 
 from __future__ import annotations

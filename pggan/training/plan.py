@@ -1,15 +1,65 @@
-"""A run's schedule from its options: built, checked against the process count, and described at start.
+"""The run resolved once: options for the process count, the checked schedule, and where batches come from.
 
-``pggan.schedule`` is the pure growth arithmetic and ``pggan.presets`` the official tables; this module joins
-them to a run's :class:`~pggan.train_options.TrainOptions`.
+``pggan-train`` (and the benchmarks, the soak tool and the tests) call :func:`plan_run` once and hand the
+:class:`RunPlan` to the trainer, which never resolves or checks them again. ``pggan.training.schedule`` is the
+pure growth arithmetic and ``pggan.training.presets`` the official tables; this module joins them to a run's
+:class:`~pggan.training.options.TrainOptions`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
 from pggan.errors import UserError
-from pggan.presets import PRESETS
-from pggan.schedule import Schedule, parse_batch_schedule, parse_learning_rates
-from pggan.train_options import TrainOptions
+from pggan.training.distributed import DistContext
+from pggan.training.options import TrainOptions
+from pggan.training.presets import PRESETS
+from pggan.training.schedule import Schedule, parse_batch_schedule, parse_learning_rates
+
+#: (resolution, global batch size, first image index) -> iterator over this rank's uint8 batches.
+BatchSource = Callable[[int, int, int], Iterator[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a trainer runs: options resolved for the process count, their checked schedule, the batch source."""
+
+    options: TrainOptions
+    schedule: Schedule
+    batch_source: BatchSource
+
+
+def plan_run(options: TrainOptions, world_size: int, make_source: Callable[[TrainOptions], BatchSource]) -> RunPlan:
+    """Resolve the preset's tables for ``world_size`` processes, build the schedule, check its batches, and make
+    the batch source from the resolved options (mirroring, for one, is a preset's choice)."""
+    options = options.resolved(world_size)
+    schedule = build_schedule(options)
+    check_batch_sizes(schedule, world_size, options.mbstd_group_size, options.preset)
+    return RunPlan(options, schedule, make_source(options))
+
+
+def dataset_batch_source(options: TrainOptions, job: DistContext) -> BatchSource:
+    """Batches of the run's LMDB dataset for this rank: the exact, resumable stream (``pggan.data.loader``)."""
+    from pggan.data.loader import make_batch_loader
+
+    def source(resolution: int, batch_size: int, start: int) -> Iterator[torch.Tensor]:
+        return make_batch_loader(
+            options.data,
+            resolution,
+            batch_size,
+            start,
+            options.seed,
+            rank=job.rank,
+            world_size=job.world_size,
+            num_workers=options.workers,
+            mirror=options.mirror,
+            pin_memory=job.device.type == "cuda",
+        )
+
+    return source
 
 
 def build_schedule(options: TrainOptions) -> Schedule:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from pggan.pyramid import decode_record_into, encode_record
+from pggan.data.pyramid import decode_record_into, encode_record
 
 MIN_SAVING = 0.2
 MIN_SHARE = 1 / 64

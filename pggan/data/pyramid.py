@@ -1,7 +1,7 @@
 """The on-disk LMDB pyramid: keys, the 2×2 box filter, record encodings and the ``meta`` record.
 
-One module owns the format so that the builder (``pggan.prepare``), the checker
-(``pggan.verify``) and the reader (``pggan.data``) can never disagree about it.
+One module owns the format so that the builder (``pggan.data.prepare``), the checker
+(``pggan.data.verify``) and the reader (``pggan.data.loader``) can never disagree about it.
 
 Layout: one LMDB environment (a directory) per dataset. Image ``i`` of level
 ``R`` lives under the key ``f"{R:04d}-{i:08d}"``. A record is either ``raw``
@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from pggan.errors import UserError
-from pggan.resolutions import MAX_RESOLUTION, MIN_RESOLUTION, growth_resolutions, is_resolution
+from pggan.resolutions import MIN_RESOLUTION, check_resolution, growth_resolutions
 
 FORMAT_NAME = "pggan-pyramid"
 FORMAT_VERSION = 1
@@ -36,13 +36,6 @@ MAP_SIZE = 1 << 40  # 1 TiB of address space; LMDB files are sparse, so this cos
 def record_key(resolution: int, index: int) -> bytes:
     """The LMDB key of image ``index`` at level ``resolution``."""
     return f"{resolution:04d}-{index:08d}".encode("ascii")
-
-
-def check_resolution(resolution: int) -> int:
-    """Return ``resolution`` if it is a power of two in 4..1024, else raise UserError."""
-    if not is_resolution(resolution):
-        raise UserError(f"resolution must be a power of two from {MIN_RESOLUTION} to {MAX_RESOLUTION}: {resolution}")
-    return resolution
 
 
 #: How the lower levels are made (the meta record's ``level_rule``). ``float-rint`` is the official

@@ -1,12 +1,12 @@
 """The ``pggan-sample`` driver: check every option and output path, load the checkpoint, write grids, PNGs, videos.
 
-Kept apart from ``pggan.sample`` (pictures), ``pggan.video`` (walks) and ``pggan.pictures`` (seeds, directions,
-the training video) so that those are libraries the driver uses, with no import running back from them to here.
+Kept apart from the other ``pggan.pictures`` modules (grids, video walks, seeds, directions, the training video) so
+that those are libraries the driver uses, with no import running back from them to here.
 
 Which faces: ``--seeds`` names them; without it the seeds are ``--seed``, ``--seed``+1, … (as many as the output
 needs: rows×cols for ``--grid``, ``--count`` for ``--outdir``, ``--rows`` rows for a ``--direction`` grid, the
 ``--grid-size`` cells for a ``--direction`` video). Every face is drawn one latent per generator call
-(:func:`pggan.generate.generate_faces_uint8`), so it is the same picture in any grid, list or batch size.
+(:func:`pggan.pictures.generate.generate_faces_uint8`), so it is the same picture in any grid, list or batch size.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import torch
 
 from pggan import defaults
 from pggan.atomic import atomic_write_bytes
-from pggan.distributed import resolve_device
+from pggan.devices import resolve_device
 from pggan.errors import UserError
-from pggan.generate import generate_faces_uint8
 from pggan.pictures.directions import (
     DEFAULT_STRENGTHS,
     edit_latents,
@@ -34,8 +33,9 @@ from pggan.pictures.directions import (
     sweep_latents,
     sweep_strengths,
 )
+from pggan.pictures.generate import generate_faces_uint8
+from pggan.pictures.grids import make_grid, parse_grid_size, save_png
 from pggan.pictures.latents import check_seed, parse_seeds, seed_latents, seed_path, seed_range
-from pggan.sample import make_grid, parse_grid_size, save_png
 
 
 def load_sampler(checkpoint: str | os.PathLike[str], raw: bool, device: torch.device) -> tuple[Any, int, float]:
@@ -45,7 +45,7 @@ def load_sampler(checkpoint: str | os.PathLike[str], raw: bool, device: torch.de
     """
     import sys
 
-    from pggan.checkpoint import build_generator, load_checkpoint_or_run, position, require_generator
+    from pggan.model.checkpoint import build_generator, load_checkpoint_or_run, position, require_generator
 
     state = load_checkpoint_or_run(checkpoint, warn=lambda line: print(line, file=sys.stderr))
     require_generator(state, checkpoint)
@@ -153,7 +153,7 @@ def _plan(
     walk_fps = fps if fps is not None else defaults.VIDEO_FPS
     video_fps = fps if fps is not None else defaults.TRAINING_VIDEO_FPS
     if video is not None:
-        from pggan.video import check_video_options
+        from pggan.pictures.video import check_video_options
 
         check_video_options(seconds, walk_fps, smoothing, keyframes)
         if keyframes is not None:
@@ -285,7 +285,7 @@ def run_sample(
                 save_png(make_grid(image[None], 1, 1), path)
                 written.append(path)
         if video is not None:
-            from pggan.video import check_video_options, render_latent_video, render_video
+            from pggan.pictures.video import check_video_options, render_latent_video, render_video
 
             common: dict[str, Any] = dict(batch_size=batch_size, device=torch_device, progress=progress)
             if plan.keyframe_seeds is not None or chosen is not None:

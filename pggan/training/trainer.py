@@ -22,39 +22,41 @@ from typing import Any
 import torch
 
 from pggan.atomic import WriteFailed, atomic_write_bytes
-from pggan.checkpoint import (
+from pggan.defaults import TICK_KIMG
+from pggan.devices import configure_torch
+from pggan.errors import UserError
+from pggan.model.checkpoint import (
     RunProgress,
+    image_channels,
     load_networks,
     load_optimizers,
     network_state,
+    position,
     restore_rng,
     run_progress,
     save_checkpoint,
     training_state,
 )
-from pggan.defaults import TICK_KIMG
-from pggan.distributed import DistContext, all_reduce_sum
-from pggan.errors import UserError
 from pggan.pictures.latents import seed_latents
 from pggan.pictures.training_video import TICK_GRID_DIR, tick_grid_layout, write_run_grid
 from pggan.pixels import to_float_images
-from pggan.run_log import RunLog
-from pggan.run_schedule import build_schedule, check_batch_sizes
-from pggan.schedule import Phase
-from pggan.train_options import TrainOptions
-from pggan.train_step import (
+from pggan.training.distributed import DistContext, all_reduce_sum
+from pggan.training.init import entry_images
+from pggan.training.metrics import TrainingMetric, training_metrics
+from pggan.training.options import TrainOptions
+from pggan.training.plan import RunPlan
+from pggan.training.run_log import RunLog
+from pggan.training.schedule import Phase
+from pggan.training.step import (
     StepInputs,
     build_gan_state,
-    configure_torch,
     draw_step_noise,
     ema_beta_for,
     reset_optimizer,
     set_learning_rate,
     train_step,
 )
-
-#: (resolution, global batch size, first image index) -> iterator over this rank's uint8 batches.
-BatchSource = Callable[[int, int, int], Iterator[torch.Tensor]]
+from pggan.training.timeline import Interval, Timeline
 
 STAT_KEYS = ("d_loss", "g_loss", "wdist", "gp", "drift", "real_score", "fake_score")
 
@@ -77,24 +79,22 @@ class Trainer:
 
     def __init__(
         self,
-        options: TrainOptions,
+        plan: RunPlan,
         job: DistContext,
         run_dir: Path,
         channels: int,
-        batch_source: BatchSource,
         resume_checkpoint: dict[str, Any] | None = None,
         log: Callable[[str], None] = print,
-        init_checkpoint: dict[str, Any] | None = None,
         dataset: dict[str, Any] | None = None,
     ) -> None:
-        options = options.resolved(job.world_size)
+        options = plan.options
         self.options = options
         self.job = job
         self.run_dir = Path(run_dir)
-        self.batch_source = batch_source
+        self.batch_source = plan.batch_source
         self.log = log if job.is_main else (lambda message: None)
-        self.schedule = build_schedule(options)
-        check_batch_sizes(self.schedule, job.world_size, options.mbstd_group_size, options.preset)
+        self.schedule = plan.schedule
+        self.channels = channels
         configure_torch(job.device, tf32=options.tf32, compile=options.compile)
         self.gan = build_gan_state(
             options.resolution,
@@ -119,10 +119,11 @@ class Trainer:
         self.tick_layout = tick_grid_layout(options.resolution, options.grid_size)
         self.tick_latents = self.grid_latents[: self.tick_layout[0] * self.tick_layout[1]]
         self.dataset = dataset  # the fingerprint of the data, saved so a resume can tell if it changed
+        self.metric_specs = {spec.name: spec for spec in training_metrics(options, job.device, self.run_dir)}
+        self.metrics: dict[str, TrainingMetric] = {}  # each built when it is first due
+        self.timeline = Timeline(self._intervals())
         self.progress = RunProgress()
-        self.progress.next_snapshot = self._snapshot_images()
-        self.progress.next_swd = self._swd_images()
-        self.progress.next_fid = self._fid_images()
+        self.timeline.start_at(0)
         self.resumed = resume_checkpoint is not None
         self.last_checkpoint: tuple[Path, int] | None = None  # the newest checkpoint known to be whole
         self.phase: Phase | None = None
@@ -133,16 +134,8 @@ class Trainer:
         self.stats_steps = 0
         self.tick_start = (time.perf_counter(), 0)
         self.run_log = RunLog(self.run_dir, options.tensorboard, self.log) if job.is_main else None
-        self.swd: Any = None
-        self.fid: Any = None
         if resume_checkpoint is not None:
             self._restore(resume_checkpoint)
-        elif init_checkpoint is not None:
-            from pggan.init_run import apply_init
-
-            apply_init(self, init_checkpoint, channels)
-        p = self.progress
-        p.next_tick = max(p.next_tick, p.images_shown + 1) if p.images_shown else self._tick_images()
 
     @property
     def images_shown(self) -> int:
@@ -152,40 +145,66 @@ class Trainer:
     def step(self) -> int:
         return self.progress.step
 
-    # ------------------------------------------------------------------ schedule positions
-    def _tick_images(self) -> int:
-        resolution = self.schedule.phase_at(self.images_shown).resolution
-        kimg = self.options.tick_kimg or TICK_KIMG.get(resolution, 10)
-        return self.images_shown + max(1, round(kimg * 1000))
+    # ------------------------------------------------------------------ the timeline's cadences
+    def _intervals(self) -> dict[str, Interval]:
+        """Images between two of each recurring event: ticks per resolution (official tick_kimg_dict), snapshots
+        and their grids every --snapshot-kimg, each training metric every --NAME-kimg (None: off)."""
+        options = self.options
 
-    def _next_event(self, kimg: float | None, images_shown: int | None = None) -> int | None:
-        """Images shown at which an event repeated every ``kimg`` comes next; None when it is switched off."""
-        if not kimg:
-            return None
-        return (self.images_shown if images_shown is None else images_shown) + max(1, round(kimg * 1000))
+        def every(kimg: float | None) -> Interval:
+            return lambda images_shown: round(kimg * 1000) if kimg else None
 
-    def _swd_images(self) -> int | None:
-        return self._next_event(self.options.swd_kimg)
+        def tick(images_shown: int) -> int:
+            resolution = self.schedule.phase_at(images_shown).resolution
+            return round((options.tick_kimg or TICK_KIMG.get(resolution, 10)) * 1000)
 
-    def _fid_images(self) -> int | None:
-        return self._next_event(self.options.fid_kimg)
+        return {
+            "tick": tick,
+            "snapshot": every(options.snapshot_kimg),
+            "grid": every(options.snapshot_kimg),
+            **{name: every(spec.every_kimg) for name, spec in self.metric_specs.items()},
+        }
 
-    def _snapshot_images(self) -> int:
-        return self._next_event(self.options.snapshot_kimg)
+    # ------------------------------------------------------------------ --init
+    def start_from(self, state: dict[str, Any]) -> None:
+        """``--init``: take a checkpoint's networks and enter the schedule where it stood (resolution, alpha).
+
+        Everything else stays fresh (optimizers, random streams); the timeline counts from the entry point,
+        as the official code's ``resume_kimg`` does.
+        """
+        if image_channels(state) != self.channels:
+            raise UserError(
+                f"--init networks make {image_channels(state)}-channel images, the dataset has {self.channels} channels"
+            )
+        if "generator_ema" not in state:  # e.g. an import without Gs: the average starts as G
+            state = {**state, "generator_ema": state["generator"]}
+        s = self.gan
+        load_networks(state, s.generator, s.discriminator, s.generator_ema)
+        resolution, alpha = position(state)
+        entry = entry_images(self.schedule, resolution, alpha)
+        if entry >= self.schedule.total_images:
+            raise UserError(
+                f"--init enters the schedule at kimg {entry / 1000:g} ({resolution}x{resolution}, "
+                f"alpha {alpha:g}); --total-kimg must be larger"
+            )
+        self.progress.images_shown = entry
+        self.timeline.start_at(entry)
 
     # ------------------------------------------------------------------ checkpoint state
     def checkpoint_dict(self) -> dict[str, Any]:
-        """Everything a resume needs, as the checkpoint dict that ``pggan.checkpoint`` defines and saves."""
+        """Everything a resume needs, as the checkpoint dict that ``pggan.model.checkpoint`` defines and saves."""
         phase = self.schedule.phase_at(self.images_shown)
         s = self.gan
         networks = network_state(
             s.generator, s.discriminator, s.generator_ema, phase.resolution, phase.alpha(self.images_shown)
         )
+        progress = copy.copy(self.progress)
+        progress.timeline = self.timeline.to_dict()
         return training_state(
             networks,
             s.g_optimizer,
             s.d_optimizer,
-            copy.copy(self.progress),
+            progress,
             self.noise.get_state(),
             self.options.to_dict(),
             self.dataset,
@@ -196,11 +215,7 @@ class Trainer:
         load_networks(state, s.generator, s.discriminator, s.generator_ema)
         load_optimizers(state, s.g_optimizer, s.d_optimizer)
         progress = run_progress(state)
-        for name, kimg in (("next_swd", self.options.swd_kimg), ("next_fid", self.options.fid_kimg)):
-            if kimg is None:
-                setattr(progress, name, None)
-            elif getattr(progress, name) is None:  # an older checkpoint, or the metric switched on at this resume
-                setattr(progress, name, self._next_event(kimg, progress.images_shown))
+        self.timeline.restore(progress.timeline, progress.images_shown)
         self.progress = progress
         restore_rng(state, self.noise)
 
@@ -243,9 +258,11 @@ class Trainer:
                 if bar is not None:
                     bar.update(phase.batch_size)
                 finished = self.images_shown >= total
-                if self.images_shown >= self.progress.next_tick or finished or self.stop_requested:
+                if self.timeline.due("tick", self.images_shown) or finished or self.stop_requested:
                     self._tick()
-                if self.images_shown >= self.progress.next_snapshot or finished:
+                if self.timeline.due("grid", self.images_shown) or finished:
+                    self._grid()
+                if self.timeline.due("snapshot", self.images_shown) or finished:
                     self._snapshot()
                 if self.stop_requested:
                     self.log(f"stopped at kimg {self.images_shown / 1000:.3f}; resume with --resume {self.run_dir}")
@@ -369,18 +386,15 @@ class Trainer:
         }
         p.tick_index += 1
         self.stats_sum, self.stats_steps = {}, 0
-        if self.images_shown >= p.next_tick:  # a tick forced by a stop or the end keeps the cadence
-            p.next_tick = self._tick_images()
+        if self.timeline.due("tick", self.images_shown):  # a tick forced by a stop or the end keeps the cadence
+            self.timeline.advance("tick", self.images_shown)
         self.tick_start = (time.perf_counter(), self.images_shown)
         self._check_finite_parameters()
-        if p.next_swd is not None and self.images_shown >= p.next_swd:
-            p.next_swd = self._swd_images()
-            if self.job.is_main:
-                record["swd"] = self._evaluate_swd()
-        if p.next_fid is not None and self.images_shown >= p.next_fid:
-            p.next_fid = self._fid_images()
-            if self.job.is_main:
-                record["fid"] = self._evaluate_fid()
+        for name in self.metric_specs:
+            if self.timeline.due(name, self.images_shown):
+                self.timeline.advance(name, self.images_shown)
+                if self.job.is_main:
+                    record[name] = self.evaluate_metric(name)
         if self.run_log is None:
             return
         # The line first, then the checkpoint: a resume trims lines past its checkpoint, so the log stays whole.
@@ -390,13 +404,15 @@ class Trainer:
         self._save(self.latest_path)
         self.run_log.show(record, self.images_shown)
 
+    def _grid(self) -> None:
+        self.timeline.advance("grid", self.images_shown)
+        if self.job.is_main:
+            self.write_grid(self.run_dir / f"grid-{kimg_label(self.images_shown)}.png")
+
     def _snapshot(self) -> None:
-        self.progress.next_snapshot = self._snapshot_images()
-        if not self.job.is_main:
-            return
-        label = kimg_label(self.images_shown)
-        self.write_grid(self.run_dir / f"grid-{label}.png")
-        self._save(self.run_dir / f"checkpoint-{label}.pt")
+        self.timeline.advance("snapshot", self.images_shown)
+        if self.job.is_main:
+            self._save(self.run_dir / f"checkpoint-{kimg_label(self.images_shown)}.pt")
 
     def evaluation_point(self) -> tuple[int, float]:
         """(resolution, alpha) of the network as it stands after the last step: what grids and metrics show.
@@ -433,23 +449,11 @@ class Trainer:
             device=self.job.device,
         )  # fmt: skip
 
-    def _evaluate_swd(self) -> dict[str, float]:
-        from pggan.train_swd import TrainingSWD
-
-        if self.swd is None:
-            self.swd = TrainingSWD(
-                self.options.data, self.options.swd_images, self.options.seed, self.job.device, self.run_dir
-            )
-        return self.swd.evaluate(self.gan.generator_ema, *self.evaluation_point())
-
-    def _evaluate_fid(self) -> float:
-        from pggan.train_fid import TrainingFID
-
-        if self.fid is None:
-            options = self.options
-            self.fid = TrainingFID(options.data, options.fid_images, options.seed, self.job.device, self.run_dir,
-                                   options.inception, options.allow_unverified_inception)  # fmt: skip
-        return self.fid.evaluate(self.gan.generator_ema, *self.evaluation_point())
+    def evaluate_metric(self, name: str) -> Any:
+        """The training metric ``name`` (swd, fid, …) of the EMA generator where the run stands now."""
+        if name not in self.metrics:
+            self.metrics[name] = self.metric_specs[name].build()
+        return self.metrics[name].evaluate(self.gan.generator_ema, *self.evaluation_point())
 
     def _memory_mb(self) -> float:
         if self.job.device.type == "cuda":

@@ -21,7 +21,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,7 +29,7 @@ import torch
 
 from pggan.atomic import WriteFailed, atomic_write_bytes
 from pggan.errors import UserError
-from pggan.networks import Discriminator, Generator
+from pggan.model.networks import Discriminator, Generator
 
 CHECKPOINT_FORMAT = "pggan-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: counters in one "progress" record, "dataset" fingerprint, checksum trailer
@@ -45,21 +45,24 @@ class CheckpointDamaged(UserError):
     """The file exists but cannot be used: truncated, corrupted, or not a pggan checkpoint."""
 
 
+#: Where checkpoints before the timeline kept each event's next position (they become ``timeline`` entries).
+_LEGACY_EVENTS = {"next_tick": ("tick",), "next_snapshot": ("snapshot", "grid"), "next_swd": ("swd",),
+                  "next_fid": ("fid",)}  # fmt: skip
+
+
 @dataclass
 class RunProgress:
     """Where a run stands: every counter a resume must restore, saved and restored as a whole.
 
-    Positions are counted in images shown; ``None`` means the event is off (no ``--swd-kimg``).
+    Positions are counted in images shown. ``timeline`` holds when each recurring event (tick, snapshot, grid,
+    each training metric) is next due, as the trainer's timeline saves it; ``None`` means the event is off.
     """
 
     images_shown: int = 0
     step: int = 0
     tick_index: int = 0
     optimizer_phase: int = -1  # the phase the optimizers' moments belong to
-    next_tick: int = 0
-    next_snapshot: int = 0
-    next_swd: int | None = None
-    next_fid: int | None = None
+    timeline: dict[str, int | None] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,7 +71,13 @@ class RunProgress:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunProgress:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        progress = cls(**{k: v for k, v in values.items() if k in known})
+        if "timeline" not in values:  # saved before the timeline: one key per event
+            for key, events in _LEGACY_EVENTS.items():
+                for event in events:
+                    if values.get(key) is not None:
+                        progress.timeline[event] = int(values[key])
+        return progress
 
 
 # ---------------------------------------------------------------- the schema: writing
@@ -84,14 +93,37 @@ def network_state(
     def cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in sd.items()}
 
+    return networks_checkpoint(
+        generator.config,
+        discriminator.config,
+        cpu(generator.state_dict()),
+        cpu(generator_ema.state_dict()),
+        cpu(discriminator.state_dict()),
+        resolution,
+        alpha,
+    )
+
+
+def networks_checkpoint(
+    generator_config: dict[str, Any],
+    discriminator_config: dict[str, Any],
+    generator: dict[str, torch.Tensor],
+    generator_ema: dict[str, torch.Tensor],
+    discriminator: dict[str, torch.Tensor],
+    resolution: int,
+    alpha: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A networks-only checkpoint from constructor kwargs and state dicts (training, ``pggan-import``)."""
     return {
-        "generator_config": generator.config,
-        "discriminator_config": discriminator.config,
-        "generator": cpu(generator.state_dict()),
-        "generator_ema": cpu(generator_ema.state_dict()),
-        "discriminator": cpu(discriminator.state_dict()),
+        "generator_config": dict(generator_config),
+        "discriminator_config": dict(discriminator_config),
+        "generator": generator,
+        "generator_ema": generator_ema,
+        "discriminator": discriminator,
         "resolution": int(resolution),
         "alpha": float(alpha),
+        **extra,
     }
 
 
@@ -125,11 +157,42 @@ def generator_config(state: dict[str, Any]) -> dict[str, Any]:
     return dict(state["generator_config"])
 
 
+def discriminator_config(state: dict[str, Any]) -> dict[str, Any]:
+    """The Discriminator constructor's keyword arguments."""
+    if "discriminator_config" not in state:
+        raise UserError("the checkpoint holds no discriminator")
+    return dict(state["discriminator_config"])
+
+
+def mismatched_networks(state: dict[str, Any]) -> list[str]:
+    """The networks whose weights do not have the shapes their configs give (checked on the meta device, so a
+    checkpoint claiming huge widths allocates nothing)."""
+    with torch.device("meta"):
+        shapes = {
+            "generator": Generator(**generator_config(state)).state_dict(),
+            "discriminator": Discriminator(**discriminator_config(state)).state_dict(),
+        }
+    wrong = []
+    for key, net in (("generator", "generator"), ("generator_ema", "generator"), ("discriminator", "discriminator")):
+        expected = {name: tuple(value.shape) for name, value in shapes[net].items()}
+        if key in state and {name: tuple(value.shape) for name, value in state[key].items()} != expected:
+            wrong.append(key)
+    return wrong
+
+
 def require_generator(state: dict[str, Any], where: str | os.PathLike[str]) -> None:
     """UserError unless the checkpoint holds what sampling needs: a generator and where it stood."""
     missing = [key for key in ("generator_config", "resolution", "alpha") if key not in state]
     if missing:
         raise UserError(f"{where} is an incomplete pggan checkpoint (missing {', '.join(missing)})")
+
+
+def require_networks(state: dict[str, Any], where: str) -> None:
+    """UserError unless the checkpoint holds both networks and where they stood (what ``--init`` starts from)."""
+    needed = ("generator_config", "discriminator_config", "generator", "discriminator", "resolution", "alpha")
+    missing = [key for key in needed if key not in state]
+    if missing:
+        raise UserError(f"{where}: the checkpoint lacks {', '.join(missing)}")
 
 
 def image_channels(state: dict[str, Any]) -> int:
@@ -161,7 +224,7 @@ def saved_options(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def dataset_fingerprint(state: dict[str, Any]) -> dict[str, Any] | None:
-    """What the run was trained on (see ``pggan.data.dataset_fingerprint``); None in older checkpoints."""
+    """What the run was trained on (see ``pggan.data.identity.dataset_fingerprint``); None in older checkpoints."""
     return state.get("dataset")
 
 
@@ -347,7 +410,7 @@ def build_generator(state: dict[str, Any], ema: bool = True, device: str | torch
 
 def build_discriminator(state: dict[str, Any], device: str | torch.device = "cpu") -> Discriminator:
     """Rebuild the discriminator held in a loaded checkpoint."""
-    discriminator = Discriminator(**state["discriminator_config"])
+    discriminator = Discriminator(**discriminator_config(state))
     discriminator.load_state_dict(state["discriminator"])
     return discriminator.to(device)
 
@@ -380,15 +443,19 @@ __all__ = [
     "build_discriminator",
     "build_generator",
     "dataset_fingerprint",
+    "discriminator_config",
     "find_readable_checkpoint",
     "generator_config",
     "image_channels",
     "is_resumable",
     "load_checkpoint",
     "load_checkpoint_or_run",
+    "mismatched_networks",
     "network_state",
+    "networks_checkpoint",
     "position",
     "require_generator",
+    "require_networks",
     "run_checkpoints",
     "run_progress",
     "save_checkpoint",

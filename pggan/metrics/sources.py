@@ -3,8 +3,8 @@
 Each side of a comparison is opened once (cheap: headers, metadata), then streamed in batches so that 16k
 megapixel images never sit in memory at once. Sets are brought to one resolution and channel count: a dataset
 reads the pyramid level itself; a folder (or .zip) is read by ``pggan-prepare``'s own reader
-(``pggan.image_sources``: same file list, EXIF orientation, 16-bit scaling, centre crop and Lanczos resize), so
-a folder scores as the dataset made from it; a checkpoint's EMA generator draws through ``pggan.generate`` (the
+(``pggan.data.image_files``: same file list, EXIF orientation, 16-bit scaling, centre crop and Lanczos resize), so
+a folder scores as the dataset made from it; a checkpoint's EMA generator draws through ``pggan.pictures.generate`` (the
 seed rule training uses) at its own resolution and is box-filtered down or nearest-upsampled. ``pggan-fid``
 reads its images through here too.
 """
@@ -21,10 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pggan.defaults import SWD_IMAGES
-from pggan.distributed import resolve_device
-from pggan.errors import UserError
-from pggan.image_sources import (
+from pggan.data.image_files import (
     IMAGE_EXTENSIONS,
     ImageItem,
     SkipImage,
@@ -33,6 +30,9 @@ from pggan.image_sources import (
     probe_image,
     read_bytes,
 )
+from pggan.defaults import SWD_IMAGES
+from pggan.devices import resolve_device
+from pggan.errors import UserError
 from pggan.metrics import swd
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
@@ -49,8 +49,8 @@ class ImageSet:
     native_resolution: int
     channels: int | None  # None: a folder that can be read either way
     count: int | None
-    _files: list[ImageItem] = field(default_factory=list)
-    _state: dict[str, Any] | None = None
+    files: list[ImageItem] = field(default_factory=list)  # a folder's images
+    checkpoint: dict[str, Any] | None = None  # a checkpoint's loaded state
 
     def describe(self) -> str:
         size = "any number of" if self.count is None else f"{self.count}"
@@ -76,21 +76,21 @@ def _open_folder(path: Path) -> ImageSet:
         gray = gray and item_gray
         short_side = min(width, height) if short_side is None else min(short_side, width, height)
     native = _largest_power_of_two(short_side or 1)
-    return ImageSet(path, "folder", native, 1 if gray else None, len(files), _files=files)
+    return ImageSet(path, "folder", native, 1 if gray else None, len(files), files=files)
 
 
 def _open_checkpoint(path: Path) -> ImageSet:
     import sys
 
-    from pggan.checkpoint import image_channels, load_checkpoint_or_run, position, require_generator
+    from pggan.model.checkpoint import image_channels, load_checkpoint_or_run, position, require_generator
 
     state = load_checkpoint_or_run(path, warn=lambda line: print(line, file=sys.stderr))
     require_generator(state, path)
-    return ImageSet(path, "checkpoint", position(state)[0], image_channels(state), None, _state=state)
+    return ImageSet(path, "checkpoint", position(state)[0], image_channels(state), None, checkpoint=state)
 
 
 def _open_dataset(path: Path) -> ImageSet:
-    from pggan.data import PyramidDataset
+    from pggan.data.loader import PyramidDataset
 
     probe = PyramidDataset(str(path), 4)  # the smallest level always exists; it tells the others
     native = max(probe.resolutions)
@@ -111,7 +111,7 @@ def open_image_set(path: str | os.PathLike[str]) -> ImageSet:
         return _open_checkpoint(path)
     if (path / "data.mdb").is_file():
         return _open_dataset(path)
-    from pggan.checkpoint import run_checkpoints
+    from pggan.model.checkpoint import run_checkpoints
 
     if run_checkpoints(path):
         return _open_checkpoint(path)
@@ -131,7 +131,7 @@ def _folder_batches(files: list[ImageItem], resolution: int, channels: int, batc
 
 
 def _dataset_batches(path: Path, indices: list[int], resolution: int, batch: int) -> Iterator[torch.Tensor]:
-    from pggan.data import PyramidDataset
+    from pggan.data.loader import PyramidDataset
 
     dataset = PyramidDataset(str(path), resolution)
     for start in range(0, len(indices), batch):
@@ -141,8 +141,8 @@ def _dataset_batches(path: Path, indices: list[int], resolution: int, batch: int
 def _checkpoint_batches(
     state: dict[str, Any], num: int, resolution: int, seed: int, device: torch.device
 ) -> Iterator[torch.Tensor]:
-    from pggan.checkpoint import build_generator, position
-    from pggan.generate import generate_seeded_uint8
+    from pggan.model.checkpoint import build_generator, position
+    from pggan.pictures.generate import generate_seeded_uint8
 
     generator = build_generator(state, ema=True, device=device)
     own_resolution, alpha = position(state)
@@ -167,7 +167,7 @@ def image_batches(
     if image_set.kind == "checkpoint":
         if image_set.channels != channels:
             raise UserError(f"{image_set.path} makes {image_set.channels}-channel images, the other side {channels}")
-        state = image_set._state or {}
+        state = image_set.checkpoint or {}
         return _checkpoint_batches(state, num_images, resolution, seed, torch.device(device))
     assert image_set.count is not None
     if num_images > image_set.count:
@@ -175,7 +175,7 @@ def image_batches(
     order = torch.randperm(image_set.count, generator=torch.Generator().manual_seed(_subset_seed(seed)))
     indices = sorted(order[:num_images].tolist())
     if image_set.kind == "folder":
-        return _folder_batches([image_set._files[i] for i in indices], resolution, channels, batch)
+        return _folder_batches([image_set.files[i] for i in indices], resolution, channels, batch)
     if image_set.channels != channels:
         raise UserError(f"{image_set.path} holds {image_set.channels}-channel images, the other side {channels}")
     if resolution > image_set.native_resolution:

@@ -1,4 +1,4 @@
-"""The options of a training run: defaults (pggan.defaults, pggan.presets), JSON round trip, merging on resume.
+"""The options of a training run: defaults (pggan.defaults, pggan.training.presets), JSON round trip, merging on resume.
 
 Options left unset (``None``) take their value from the preset (``official`` or
 ``paper``) when :meth:`TrainOptions.resolved` is called with the number of
@@ -16,8 +16,8 @@ from typing import Any
 
 from pggan import defaults
 from pggan.errors import UserError
-from pggan.presets import PRESETS, format_mapping, get_preset, resolve_batches, resolve_learning_rates
 from pggan.resolutions import growth_resolutions
+from pggan.training.presets import PRESETS, format_mapping, get_preset, resolve_batches, resolve_learning_rates
 
 #: Options that fix the networks' shapes: a checkpoint cannot be resumed with other values.
 ARCHITECTURE_OPTIONS = (
@@ -56,7 +56,7 @@ class TrainOptions:
     mbstd_group_size: int | None = None
     fused_downsample: bool = False  # D pools before conv1's lrelu (the official TF code's fused_scale)
     mbstd_strided: bool = False  # minibatch-stddev groups of strided samples, as the official layer
-    init: str | None = None  # start from this checkpoint's networks (pggan.init_run)
+    init: str | None = None  # start from this checkpoint's networks (pggan.training.init)
     seed: int = defaults.SEED
     device: str = "auto"
     tick_kimg: float | None = None
@@ -141,7 +141,8 @@ def upgrade_saved_options(values: dict[str, Any]) -> dict[str, Any]:
     if values.get("total_kimg") is None and values.get("resolution"):
         phases = len(growth_resolutions(values["resolution"])) - 1  # fade-ins after 4x4
         values["total_kimg"] = (
-            float(values.get("stable_kimg", 600.0)) * (phases + 1) + float(values.get("fade_kimg", 600.0)) * phases
+            float(values.get("stable_kimg", defaults.STABLE_KIMG)) * (phases + 1)
+            + float(values.get("fade_kimg", defaults.FADE_KIMG)) * phases
         )
     return values
 

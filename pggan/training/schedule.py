@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pggan.defaults import LEARNING_RATE
+from pggan.defaults import FADE_KIMG, LEARNING_RATE, STABLE_KIMG
 from pggan.resolutions import growth_resolutions, is_resolution, resolution_error
 
 
@@ -74,8 +74,8 @@ class Schedule:
     def __init__(
         self,
         target_resolution: int,
-        fade_kimg: float = 600,
-        stable_kimg: float = 600,
+        fade_kimg: float = FADE_KIMG,
+        stable_kimg: float = STABLE_KIMG,
         batch_sizes: dict[int, int] | None = None,
         learning_rates: dict[int, float] | None = None,
         base_learning_rate: float = LEARNING_RATE,
@@ -89,7 +89,7 @@ class Schedule:
         self.fade_images = round(fade_kimg * 1000)
         self.stable_images = round(stable_kimg * 1000)
         if batch_sizes is None or learning_rates is None:
-            from pggan.presets import OFFICIAL, resolve_batches, resolve_learning_rates
+            from pggan.training.presets import OFFICIAL, resolve_batches, resolve_learning_rates
 
             if batch_sizes is None:  # the official one-GPU table
                 batch_sizes = resolve_batches(OFFICIAL, target_resolution, 1, OFFICIAL.mbstd_group_size)

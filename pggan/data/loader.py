@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from pggan.data.pyramid import decode_record_into, record_key, shared_env
+from pggan.data.pyramid import read_meta as _read_meta
 from pggan.errors import UserError
 from pggan.pixels import to_float_images  # re-exported: the loader's batches become floats there
-from pggan.pyramid import decode_record_into, record_key, shared_env
-from pggan.pyramid import read_meta as _read_meta
 
 __all__ = [
     "BatchStream",

@@ -12,7 +12,6 @@ reaches the parameters through a single gradient all-reduce.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +30,12 @@ from pggan.defaults import (
     LATENT_SIZE,
     LEARNING_RATE,
     MBSTD_GROUP_SIZE,
-    TF32,
 )
-from pggan.layers import downsample2x, upsample2x
-from pggan.losses import d_loss, g_loss
-from pggan.networks import Discriminator, Generator, stage_of
+from pggan.devices import autocast_context
+from pggan.model.layers import downsample2x, upsample2x
+from pggan.model.losses import d_loss, g_loss
+from pggan.model.networks import Discriminator, Generator
+from pggan.resolutions import stage_of
 
 
 def make_optimizer(module: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -169,22 +169,6 @@ class GanState:
         self.g_params = []
 
 
-def configure_torch(device: torch.device, tf32: bool = TF32, compile: bool = False) -> None:
-    """Every process-global torch setting training needs, in one place; call it once before building a state.
-
-    On CUDA: cuDNN autotuning (shapes are fixed within a phase) and the TF32 choice — PyTorch runs cuDNN
-    convolutions in TF32 on Ampere and later by default (10-bit mantissa); the official runs are float32,
-    so TF32 is off for convolutions and matmuls unless ``tf32`` is set. With ``compile``: enough dynamo
-    cache entries for every (resolution, fading) phase of a 4 → 1024 run. Nothing else on the CPU.
-    """
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-    if compile:
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-
-
 def build_gan_state(
     resolution: int,
     channels: int,
@@ -285,12 +269,6 @@ def draw_step_noise(
     mix = torch.rand(global_batch, generator=generator)[shard]
     g_latents = torch.randn(global_batch, latent_size, generator=generator)[shard]
     return d_latents, mix, g_latents
-
-
-def autocast_context(device: torch.device, amp: bool) -> Any:
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def train_step(

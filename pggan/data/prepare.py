@@ -29,9 +29,8 @@ import numpy as np
 
 from pggan import __version__
 from pggan.atomic import WriteFailed, atomic_write_bytes, describe_os_error
-from pggan.errors import UserError
-from pggan.image_sources import ImageItem, SkipImage, list_images, load_square, read_bytes
-from pggan.pyramid import (
+from pggan.data.image_files import ImageItem, SkipImage, list_images, load_square, read_bytes
+from pggan.data.pyramid import (
     FORMAT_NAME,
     FORMAT_VERSION,
     LEVEL_RULE,
@@ -39,11 +38,11 @@ from pggan.pyramid import (
     META_KEY,
     PNG_COMPRESS_LEVEL,
     build_levels,
-    check_resolution,
     record_key,
 )
-from pggan.resolutions import growth_resolutions
-from pggan.storage_choice import choose_encodings
+from pggan.data.storage_choice import choose_encodings
+from pggan.errors import UserError
+from pggan.resolutions import check_resolution, growth_resolutions
 
 CALIBRATION_IMAGES = 6
 COMMIT_EVERY_BYTES = 256 << 20
@@ -93,7 +92,7 @@ def _init_job(resolution: int, channels: int, min_size: int, encoding: dict[int,
 
 def _process(item: ImageItem) -> tuple[str, Any]:
     """Decode one file into its encoded pyramid: ("ok", {resolution: bytes}) or ("skip", reason)."""
-    from pggan.pyramid import encode_record
+    from pggan.data.pyramid import encode_record
 
     try:
         top = load_square(read_bytes(item), _job["resolution"], _job["channels"], _job["min_size"])
@@ -225,7 +224,7 @@ def prepare_dataset(
     """Build the LMDB pyramid of ``sources`` at ``out`` (top level ``resolution``) and return what was done.
 
     ``encoding`` forces an encoding per level (tests, benchmarks); by default it
-    is measured on the first images (see :mod:`pggan.storage_choice`).
+    is measured on the first images (see :mod:`pggan.data.storage_choice`).
     """
     import lmdb
     from tqdm import tqdm

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pggan import defaults
 from pggan.errors import UserError
 from pggan.resolutions import growth_resolutions
 
@@ -74,10 +75,10 @@ OFFICIAL = Preset(
             {128: 0.0015, 256: 0.002, 512: 0.003, 1024: 0.003},
         ),
     },
-    fade_kimg=600.0,
-    stable_kimg=600.0,
-    total_kimg=12000.0,
-    mbstd_group_size=4,  # networks.D_paper default
+    fade_kimg=defaults.FADE_KIMG,
+    stable_kimg=defaults.STABLE_KIMG,
+    total_kimg=defaults.TOTAL_KIMG,
+    mbstd_group_size=defaults.MBSTD_GROUP_SIZE,  # networks.D_paper default
     mirror=True,  # config.py: train.mirror_augment = True for CelebA-HQ, CelebA and LSUN
 )
 

@@ -4,7 +4,7 @@ A release pickle holds ``(G, D, Gs)``, each the state of a ``tfutil.Network``:
 ``{'version': 2, 'name', 'static_kwargs', 'build_module_src',
 'build_func_name', 'variables': [(name, ndarray), ...]}`` built by ``G_paper``
 / ``D_paper`` of the release's ``networks.py``. The pickle is read by
-:mod:`pggan.official_pickle` (nothing in it runs); this module checks that the
+:mod:`pggan.official.pickle_reader` (nothing in it runs); this module checks that the
 three states are exactly what those two functions create, derives the
 architecture from the variables' names and shapes, and copies the weights
 into pggan's networks:
@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from pggan.checkpoint import save_checkpoint
 from pggan.errors import UserError
-from pggan.networks import Discriminator, Generator, check_max_resolution
-from pggan.official_pickle import NetworkState, read_official_pickle
+from pggan.model.checkpoint import mismatched_networks, networks_checkpoint, save_checkpoint
+from pggan.model.networks import check_max_resolution
+from pggan.official.pickle_reader import NetworkState, read_official_pickle
 
 #: The release's defaults of G_paper / D_paper for the keyword arguments we read.
 SOURCE_DEFAULTS: dict[str, Any] = {
@@ -105,16 +105,16 @@ class OfficialNetworks:
     def checkpoint(self) -> dict[str, Any]:
         """A pggan checkpoint dict (networks only: ``pggan-sample``, ``-swd``, ``-train --init`` read it)."""
         resolution, alpha = self.current
-        return {
-            "generator_config": self.generator_config(),
-            "discriminator_config": self.discriminator_config(),
-            "generator": self.generator,
-            "generator_ema": self.generator_ema,
-            "discriminator": self.discriminator,
-            "resolution": resolution,
-            "alpha": alpha,
-            "imported_from": {"format": "tfutil.Network v2", "lod": self.lod, "layout": self.layout},
-        }
+        return networks_checkpoint(
+            self.generator_config(),
+            self.discriminator_config(),
+            self.generator,
+            self.generator_ema,
+            self.discriminator,
+            resolution,
+            alpha,
+            imported_from={"format": "tfutil.Network v2", "lod": self.lod, "layout": self.layout},
+        )
 
     @property
     def layout(self) -> str:
@@ -351,7 +351,7 @@ def _dense(w: np.ndarray) -> torch.Tensor:
 
 
 def convert_generator(v: dict[str, np.ndarray], resolution: int, fused: bool) -> dict[str, torch.Tensor]:
-    """G_paper variables → the state dict of :class:`pggan.networks.Generator`."""
+    """G_paper variables → the state dict of :class:`pggan.model.networks.Generator`."""
     log2 = int(math.log2(resolution))
     sd = {
         "blocks.0.dense.weight": _dense(v["4x4/Dense/weight"]),
@@ -376,7 +376,7 @@ def convert_generator(v: dict[str, np.ndarray], resolution: int, fused: bool) ->
 
 
 def convert_discriminator(v: dict[str, np.ndarray], resolution: int, fused: bool) -> dict[str, torch.Tensor]:
-    """D_paper variables → the state dict of :class:`pggan.networks.Discriminator`."""
+    """D_paper variables → the state dict of :class:`pggan.model.networks.Discriminator`."""
     log2 = int(math.log2(resolution))
     sd = {
         "blocks.0.conv.weight": _conv(v["4x4/Conv/weight"]),
@@ -471,15 +471,8 @@ def import_official(
     networks = load_official(path)
     state = networks.checkpoint()
     # Prove the dicts fit pggan's networks before anything is written (built on the meta device: no memory, no init).
-    with torch.device("meta"):
-        networks_to_fill = (
-            (Generator(**state["generator_config"]), ("generator", "generator_ema")),
-            (Discriminator(**state["discriminator_config"]), ("discriminator",)),
-        )
-    for net, keys in networks_to_fill:
-        expected = {name: tuple(value.shape) for name, value in net.state_dict().items()}
-        for key in keys:
-            if {name: tuple(value.shape) for name, value in state[key].items()} != expected:
-                raise AssertionError(f"converted {key} does not fit pggan's network")  # a bug, not bad input
+    wrong = mismatched_networks(state)
+    if wrong:
+        raise AssertionError(f"converted {', '.join(wrong)} do not fit pggan's networks")  # a bug, not bad input
     save_checkpoint(state, out)
     return networks

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pggan import defaults
-from pggan.layers import (
+from pggan.model.layers import (
     EqualizedConv2d,
     EqualizedConv2dDown,
     EqualizedLinear,
@@ -27,14 +27,7 @@ from pggan.layers import (
     pixel_norm,
     upsample2x,
 )
-from pggan.resolutions import (  # noqa: F401  (is_power_of_two: re-exported for callers of pggan.networks)
-    MAX_RESOLUTION,
-    MIN_RESOLUTION,
-    growth_resolutions,
-    is_power_of_two,
-    is_resolution,
-    stage_of,
-)
+from pggan.resolutions import growth_resolutions, is_resolution, resolution_error, stage_of
 
 #: Generator blocks at or above this resolution run nearest-upsample + 3×3 conv as one stride-2 4×4
 #: transposed conv (the official release's ``fused_scale``): identical maths, 16/36 of the multiply-adds,
@@ -45,19 +38,14 @@ FUSED_UPSAMPLE_MIN_RESOLUTION = 16
 
 def check_max_resolution(max_resolution: int) -> int:
     if not is_resolution(max_resolution):
-        raise ValueError(
-            f"max_resolution must be a power of two from {MIN_RESOLUTION} to {MAX_RESOLUTION}, got {max_resolution!r}"
-        )
+        raise ValueError(resolution_error(max_resolution, what="max_resolution"))
     return max_resolution
 
 
 def check_resolution_alpha(resolution: int, alpha: float | torch.Tensor, max_resolution: int) -> None:
     """Raise ValueError unless ``resolution`` is a trained power of two and ``alpha`` lies in [0, 1]."""
     if not is_resolution(resolution, high=max_resolution):
-        raise ValueError(
-            f"resolution must be a power of two from {MIN_RESOLUTION} to {max_resolution} "
-            f"(this network's max_resolution), got {resolution!r}"
-        )
+        raise ValueError(resolution_error(resolution, max_resolution, "resolution (at most this network's max)"))
     if isinstance(alpha, torch.Tensor):
         return  # checked by the caller; a .item() here would force a device sync every step
     if not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
@@ -227,7 +215,7 @@ class Discriminator(nn.Module):
     """Progressive critic: ``D(images, resolution, alpha) -> scores (N,)``, the mirror of :class:`Generator`.
 
     ``fused_downsample`` (see :class:`DiscriminatorBlock`) and ``mbstd_strided``
-    (see :class:`~pggan.layers.MinibatchStdDev`) reproduce the official TF
+    (see :class:`~pggan.model.layers.MinibatchStdDev`) reproduce the official TF
     code's variants, so that imported discriminators compute what they did there.
     """
 
