@@ -1,6 +1,7 @@
 # make demo: prepare the bundled faces, train a small net on the CPU, write a grid.
-# make test: the fast test suite (make test-all adds the slow tests and the mutation check).
-# Both create ./.venv unless a virtual environment is already active.
+# make test: the fast test suite (make test-all adds the slow tests and the mutation check);
+# make test-gpu: the same suite on CUDA (PGGAN_TEST_DEVICE=cuda); make gpu-check: tools/gpu_check.py (~8 minutes).
+# All create ./.venv unless a virtual environment is already active.
 
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
@@ -13,7 +14,7 @@ endif
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.pggan-installed
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-gpu test-all gpu-check lint bench clean
 
 $(STAMP): setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(ENV_DIR)
@@ -29,6 +30,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+test-gpu: $(STAMP)
+	PGGAN_TEST_DEVICE=cuda $(PY) -m pytest -q -m "not slow"
+
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py --json gpu-check.json
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q

@@ -185,7 +185,17 @@ def prepare_command(**options: Any) -> None:
     show_default=True,
     help="Gradient penalty on the full-size images the official D sees, or on native-resolution pixels.",
 )
-@click.option("--amp/--no-amp", default=False, show_default=True, help="bf16 autocast on CUDA.")
+@click.option(
+    "--amp/--no-amp",
+    default=False,
+    show_default=True,
+    help="bf16 autocast of the forwards (the gradient penalty's norm stays float32); on the CPU too when given.",
+)
+@click.option(
+    "--channels-last/--no-channels-last",
+    default=None,
+    help="NHWC memory for the networks and batches [default: on for CUDA, off on the CPU].",
+)
 @click.option(
     "--tf32/--no-tf32",
     default=defaults.TF32,

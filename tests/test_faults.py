@@ -20,10 +20,11 @@ import pytest
 import torch
 
 from pggan.model.checkpoint import dataset_fingerprint, load_checkpoint, run_progress
+from tests.device import DEVICE_ARG
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", "cpu", "--workers", "0",
+    "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", DEVICE_ARG, "--workers", "0",
     "--batch-schedule", "4:8,8:8,16:8", "--fade-kimg", "0.016", "--stable-kimg", "0.016",
     "--tick-kimg", "0.016", "--snapshot-kimg", "0.04", "--grid-size", "2", "--no-tensorboard",
     "--swd-kimg", "0.032", "--swd-images", "64",

@@ -17,6 +17,7 @@ from pggan.cli import fid_command
 from pggan.metrics import fid, inception
 from pggan.model.checkpoint import network_state, save_checkpoint
 from pggan.model.networks import Discriminator, Generator
+from tests.device import DEVICE_ARG
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
 
@@ -232,7 +233,7 @@ def test_the_standard_weights_file_end_to_end(tmp_path):
 
 
 TINY = [
-    "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", "cpu", "--workers", "0",
+    "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", DEVICE_ARG, "--workers", "0",
     "--batch-schedule", "4:8,8:8,16:8", "--fade-kimg", "0.016", "--stable-kimg", "0.016",
     "--tick-kimg", "0.016", "--snapshot-kimg", "0.032", "--grid-size", "2",
 ]  # fmt: skip

@@ -60,6 +60,7 @@ SMOKE_RUNS: dict[str, list[str]] = {
         "--json",
     ],
     "demo.py": ["--smoke", "{tmp}"],
+    "gpu_check.py": ["--device", "cpu", "--quick", "--json", "{tmp}/gpu-check.json"],
     "machine.py": [],
     "mutation_check.py": ["--list"],
     "soak_train.py": ["--help"],  # minutes of training with a second, CPU-heavy process: its parts are tested
@@ -74,6 +75,17 @@ def test_tool_runs(script, tmp_path):
         [sys.executable, str(TOOLS / script), *args], capture_output=True, text=True, timeout=300, env=env
     )
     assert done.returncode == 0, f"{script} {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    if script == "gpu_check.py":  # every stage ran, small, on the CPU, and the report says so
+        report = json.loads((tmp_path / "gpu-check.json").read_text())
+        stages = report["stages"]
+        assert list(stages) == ["environment", "suite", "bench", "memory", "train", "swd", "fid", "ddp"]
+        assert {name: stage["status"] for name, stage in stages.items()} == dict.fromkeys(stages, "ok"), stages
+        assert stages["suite"]["result"]["passed"] > 0 and stages["suite"]["result"]["failed"] == 0
+        assert {row["variant"] for row in stages["bench"]["result"]["rows"]} == {"fp32", "tf32", "bf16+cl"}
+        assert stages["train"]["result"]["resumed_equals_one_go"] is True
+        for name, stage in stages.items():  # a result each, and a line in the printed table
+            assert stage["result"] and f"\n{name:<12} ok" in done.stdout
+        return
     if "--json" in args and script != "mutation_check.py":
         last_line_json = script in ("bench_train.py", "bench_directions.py")
         json.loads(done.stdout.strip().splitlines()[-1] if last_line_json else done.stdout)

@@ -10,17 +10,17 @@ import torch
 from pggan.errors import UserError
 from pggan.model.checkpoint import load_checkpoint, run_progress
 from pggan.official.importer import import_official
-from pggan.training.distributed import DistContext
 from pggan.training.init import entry_images
 from pggan.training.schedule import Schedule
 from pggan.training.trainer import Trainer
+from tests.device import DEVICE_ARG
 from tests.official_pickles import official_states, write_official_pickle
-from tests.train_helpers import plan, random_pyramid, run_console, tensor_source, tiny_options
+from tests.train_helpers import plan, random_pyramid, run_console, single_job, tensor_source, tiny_options
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = [
-    "--device", "cpu", "--workers", "0", "--batch-schedule", "4:8,8:8,16:8", "--fade-kimg", "0.016",
+    "--device", DEVICE_ARG, "--workers", "0", "--batch-schedule", "4:8,8:8,16:8", "--fade-kimg", "0.016",
     "--stable-kimg", "0.016", "--tick-kimg", "0.016", "--snapshot-kimg", "0.04", "--grid-size", "2",
     "--no-tensorboard",
 ]  # fmt: skip
@@ -111,7 +111,7 @@ def test_fused_downsample_critic_trains_and_is_part_of_the_architecture(tmp_path
     options = tiny_options(tmp_path, fused_downsample=True, mbstd_strided=True, total_kimg=0.064)
     run_dir = Path(options.out) / options.run_name
     run_dir.mkdir(parents=True)
-    trainer = Trainer(plan(options, tensor_source(random_pyramid())), DistContext(), run_dir, 3)
+    trainer = Trainer(plan(options, tensor_source(random_pyramid())), single_job(), run_dir, 3)
     assert trainer.run() == "done"
     state = load_checkpoint(run_dir / "latest.pt")
     assert state["discriminator_config"]["fused_downsample"] is True

@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from pggan.model.checkpoint import load_checkpoint, run_progress
-from pggan.training.distributed import DistContext
 from pggan.training.trainer import Trainer
-from tests.train_helpers import plan, random_pyramid, tensor_source, tiny_options
+from tests.train_helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
 
 
 def make_trainer(tmp_path, resume_checkpoint=None, **overrides):
@@ -15,7 +14,7 @@ def make_trainer(tmp_path, resume_checkpoint=None, **overrides):
     run_dir = Path(options.out) / options.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     return Trainer(
-        plan(options, tensor_source(random_pyramid())), DistContext(), run_dir, 3, resume_checkpoint=resume_checkpoint
+        plan(options, tensor_source(random_pyramid())), single_job(), run_dir, 3, resume_checkpoint=resume_checkpoint
     )
 
 
@@ -109,7 +108,7 @@ def test_stopped_and_resumed_run_keeps_tick_and_swd_cadence(tmp_path):
         run_dir.mkdir(parents=True, exist_ok=True)
         source = tensor_source(random_pyramid())
         return _CountingSWD(
-            plan(options, source), DistContext(), run_dir, 3, resume_checkpoint=state, log=lambda m: None
+            plan(options, source), single_job(), run_dir, 3, resume_checkpoint=state, log=lambda m: None
         )
 
     def lines(root):

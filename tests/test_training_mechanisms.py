@@ -8,6 +8,7 @@ fails here.
 import torch
 
 from pggan.training.step import StepInputs, build_gan_state, train_step
+from tests.device import TEST_DEVICE
 from tests.test_train_loop import make_trainer
 
 
@@ -20,13 +21,13 @@ def faded_by_definition(x: torch.Tensor, alpha: float) -> torch.Tensor:
 
 def critic_inputs_of_one_step(alpha: float, fading: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Run one real training step at 8×8 and return (the raw reals, the reals the critic received)."""
-    state = build_gan_state(8, 3, torch.device("cpu"), latent_size=8, fmap_base=32, fmap_max=8)
+    state = build_gan_state(8, 3, TEST_DEVICE, latent_size=8, fmap_base=32, fmap_max=8)
     state.enter_phase(8, fading)
     seen = []
     critic = state.critic_loss
 
     def recording_critic(reals, fakes, mix, a):
-        seen.append(reals.detach().clone())
+        seen.append(reals.detach().clone().cpu())
         return critic(reals, fakes, mix, a)
 
     state.critic_loss = recording_critic
@@ -52,11 +53,11 @@ def test_the_critic_sees_plain_reals_once_the_fade_is_over():
 def test_the_ema_generator_moves_by_one_thousandth_per_step_by_default(tmp_path):
     """One step of the default options: G_ema = G0 + (1 − 0.999)·(G1 − G0), as train.G_smoothing = 0.999."""
     before = make_trainer(tmp_path / "a", total_kimg=0.008)  # built, not run: the weights at step 0
-    g0 = [p.detach().clone() for p in before.gan.generator.parameters()]
+    g0 = [p.detach().cpu() for p in before.gan.generator.parameters()]
     trainer = make_trainer(tmp_path / "b", total_kimg=0.008)
     assert trainer.run() == "done" and trainer.images_shown == 8
-    g1 = list(trainer.gan.generator.parameters())
-    ema = list(trainer.gan.generator_ema.parameters())
+    g1 = [p.detach().cpu() for p in trainer.gan.generator.parameters()]
+    ema = [p.detach().cpu() for p in trainer.gan.generator_ema.parameters()]
     moved = 0
     for p0, p1, e in zip(g0, g1, ema, strict=True):
         step = p1.detach() - p0

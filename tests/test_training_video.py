@@ -19,9 +19,8 @@ from pggan.pictures.training_video import (
     tick_grid_layout,
     training_video_frames,
 )
-from pggan.training.distributed import DistContext
 from pggan.training.trainer import Trainer
-from tests.train_helpers import plan, random_pyramid, tensor_source, tiny_options
+from tests.train_helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
 
 
 def train(tmp_path, **overrides):
@@ -29,7 +28,7 @@ def train(tmp_path, **overrides):
     run_dir = Path(options.out) / options.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "options.json").write_text(options.to_json())
-    trainer = Trainer(plan(options, tensor_source(random_pyramid())), DistContext(), run_dir, 3)
+    trainer = Trainer(plan(options, tensor_source(random_pyramid())), single_job(), run_dir, 3)
     assert trainer.run() == "done"
     return run_dir, trainer
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import torch
 
+from pggan.training.distributed import DistContext
 from pggan.training.options import TrainOptions
 from pggan.training.plan import RunPlan, plan_run
+from tests.device import DEVICE_ARG, TEST_DEVICE
 
 
 def tiny_options(tmp_path, **overrides) -> TrainOptions:
@@ -26,7 +28,7 @@ def tiny_options(tmp_path, **overrides) -> TrainOptions:
         fmap_base=32,
         fmap_max=8,
         latent_size=8,
-        device="cpu",
+        device=DEVICE_ARG,
         tick_kimg=0.016,
         snapshot_kimg=0.032,
         workers=0,
@@ -35,6 +37,11 @@ def tiny_options(tmp_path, **overrides) -> TrainOptions:
     )
     values.update(overrides)
     return TrainOptions(**values)
+
+
+def single_job() -> DistContext:
+    """The one-process job of a training test, on the suite's device (tests/device.py)."""
+    return DistContext(device=TEST_DEVICE)
 
 
 def plan(options: TrainOptions, source, world_size: int = 1) -> RunPlan:

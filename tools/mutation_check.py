@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("pggan", "tests", "pytest.ini", "datasets/sample")
+COPIED = ("pggan", "tests", "tools", "pytest.ini", "datasets/sample")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Mutation:
 
 CONST = "tests/test_method_constants.py"
 MECH = "tests/test_training_mechanisms.py"
+ACCEL = "tests/test_accelerator_paths.py"
 
 MUTATIONS: list[Mutation] = [
     # ---- the paper's constants (official config.py, networks.py, loss.py)
@@ -254,6 +255,56 @@ MUTATIONS: list[Mutation] = [
         'fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)',
         "tmp_name = str(path); fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)",
         ("tests/test_atomic.py", "tests/test_checkpoint.py::test_refused_write_is_one_error_and_keeps_the_old_file"),
+    ),
+    # ---- the accelerator paths (pggan.devices.DevicePolicy), run on the CPU as a GPU runs them
+    Mutation(
+        "autocast off",
+        "pggan/devices.py",
+        "            return torch.autocast(self.device.type, dtype=AMP_DTYPE)\n",
+        "            return contextlib.nullcontext()\n",
+        (ACCEL + "::test_bf16_step_runs_under_autocast_and_stays_near_float32",),
+    ),
+    Mutation(
+        "autocast on cuda only",
+        "pggan/devices.py",
+        "torch.autocast(self.device.type, dtype=AMP_DTYPE)",
+        'torch.autocast("cuda", dtype=AMP_DTYPE)',
+        (ACCEL + "::test_bf16_step_runs_under_autocast_and_stays_near_float32",),
+    ),
+    Mutation(
+        "penalty norm in bf16",
+        "pggan/model/losses.py",
+        "norms = grad.flatten(1).to(torch.promote_types(grad.dtype, torch.float32)).norm(dim=1)",
+        "norms = grad.flatten(1).norm(dim=1)",
+        (ACCEL + "::test_gradient_penalty_norm_is_float32_for_bf16_images",),
+    ),
+    Mutation(
+        "bf16 fakes not cast for the penalty",
+        "pggan/model/losses.py",
+        "torch.lerp(reals.detach(), fakes.detach().to(reals.dtype), u)",
+        "torch.lerp(reals.detach(), fakes.detach(), u)",
+        (ACCEL + "::test_bf16_fakes_meet_float32_reals_in_the_penalty",),
+    ),
+    Mutation(
+        "channels-last off",
+        "pggan/devices.py",
+        "return torch.channels_last if self.channels_last else torch.contiguous_format",
+        "return torch.contiguous_format",
+        (ACCEL + "::test_channels_last_state_trains_like_a_contiguous_one",),
+    ),
+    Mutation(
+        "reals not channels-last in the step",
+        "pggan/training/step.py",
+        "reals = inputs.reals.to(device, memory_format=policy.memory_format, non_blocking=True)",
+        "reals = inputs.reals.to(device, non_blocking=True)",
+        (ACCEL + "::test_channels_last_state_trains_like_a_contiguous_one",),
+    ),
+    Mutation(
+        "grids and metrics in batches of 64",
+        "pggan/training/trainer.py",
+        "return generation_batch_size(self.schedule.batch_sizes()[resolution] // self.job.world_size)",
+        "return generation_batch_size()",
+        ("tests/test_memory_bounds.py",),
     ),
 ]
 

@@ -141,12 +141,14 @@ def _dataset_batches(path: Path, indices: list[int], resolution: int, batch: int
 def _checkpoint_batches(
     state: dict[str, Any], num: int, resolution: int, seed: int, device: torch.device
 ) -> Iterator[torch.Tensor]:
-    from pggan.model.checkpoint import build_generator, position
-    from pggan.pictures.generate import generate_seeded_uint8
+    from pggan.model.checkpoint import build_generator, generation_batch, position
+    from pggan.pictures.generate import generate_seeded_uint8, generation_batch_size
 
     generator = build_generator(state, ema=True, device=device)
     own_resolution, alpha = position(state)
-    yield from generate_seeded_uint8(generator, num, seed, own_resolution, alpha, device, out_resolution=resolution)
+    # The batch the run drew its logged metrics with (its training batch there): the same images, the same score.
+    batch = generation_batch_size(generation_batch(state))
+    yield from generate_seeded_uint8(generator, num, seed, own_resolution, alpha, device, resolution, batch)
 
 
 def image_batches(

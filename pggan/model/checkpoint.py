@@ -207,6 +207,13 @@ def position(state: dict[str, Any]) -> tuple[int, float]:
     return int(state["resolution"]), float(state.get("alpha", 1.0))
 
 
+def generation_batch(state: dict[str, Any]) -> int | None:
+    """Images per generator call the run used for its grids and metrics at the checkpoint's resolution (its
+    per-process training batch there); None for checkpoints written before it was recorded, and imports."""
+    value = state.get("generation_batch")
+    return int(value) if value else None
+
+
 def is_resumable(state: dict[str, Any]) -> bool:
     """True for a full training state (optimizers, progress, options), False for networks only."""
     return all(key in state for key in ("options", "g_optimizer", "d_optimizer"))
@@ -445,6 +452,7 @@ __all__ = [
     "dataset_fingerprint",
     "discriminator_config",
     "find_readable_checkpoint",
+    "generation_batch",
     "generator_config",
     "image_channels",
     "is_resumable",

@@ -43,15 +43,15 @@ def gradient_penalty(
     if mix is None:
         mix = torch.rand(reals.shape[0], device=reals.device, dtype=torch.float32)
     u = mix.to(reals.dtype).reshape(-1, *([1] * (reals.ndim - 1)))
-    # x̂ is built from detached inputs: the penalty acts on D's parameters only, never on G.
+    # x̂ is built from detached inputs: the penalty acts on D's parameters only, never on G. Under --amp the
+    # fakes arrive in bf16 and the reals in float32; lerp does not promote, so x̂ takes the reals' precision.
     # A view of the leaf, not the leaf itself: autograd.grad on a non-leaf also works under FlopCounterMode.
-    mixed = torch.lerp(reals.detach(), fakes.detach(), u).requires_grad_(True).view_as(reals)
+    mixed = torch.lerp(reals.detach(), fakes.detach().to(reals.dtype), u).requires_grad_(True).view_as(reals)
     scores = critic(mixed)
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
-    grad = grad.flatten(1)
-    if grad.dtype in (torch.float16, torch.bfloat16):
-        grad = grad.float()  # the norm of a half-precision gradient loses the penalty's precision
-    norms = grad.norm(dim=1)
+    # The norm in float32 at least, whatever the gradient's dtype (bf16 under --amp when the images are bf16): a
+    # sum of R² squares in an 8-bit mantissa would blur the penalty, which acts on the norm's distance from 1.
+    norms = grad.flatten(1).to(torch.promote_types(grad.dtype, torch.float32)).norm(dim=1)
     if image_scale != 1.0:
         norms = norms / image_scale
     return (norms - gp_target).square() * (gp_lambda / gp_target**2)

@@ -9,8 +9,12 @@ number ``pggan-swd DATASET CHECKPOINT`` reproduces.
 Batched convolutions and matrix products round differently for different batch sizes (on this CPU a 512-wide
 generator's uint8 images differ in a few pixels between batch 1 and batch 16). Pictures of chosen faces are
 therefore drawn one latent per generator call (:func:`generate_faces_uint8`): a face's pixels then depend on
-its seed alone, not on what else was asked for. Metrics keep one fixed batch (:data:`METRIC_BATCH_SIZE`), so
-logged and recomputed scores agree bit for bit; their images equal the pictures' up to that rounding.
+its seed alone, not on what else was asked for. Metrics and a run's grids draw in batches of
+:func:`generation_batch_size`: during training the training batch at that resolution (per process), at most
+:data:`METRIC_BATCH_SIZE`, so that no generator call outside the step needs more memory than the step beside
+it (a 1024² grid of 64 faces in one call took the process from 4.2 to 14.5 GB). A checkpoint records that
+batch (``generation_batch``), and ``pggan-swd``/``pggan-fid`` on it draw with it, so logged and recomputed
+scores agree bit for bit; their images equal the pictures' up to that rounding.
 """
 
 from __future__ import annotations
@@ -23,11 +27,21 @@ from pggan.errors import UserError
 from pggan.pictures.latents import seed_latents, seed_range
 from pggan.pixels import images_to_uint8
 
-#: Images per generator call for metrics. Fixed, because a different batch may pick other kernels and change
-#: the last bits of an image; one batch size everywhere keeps logged and recomputed scores equal.
+#: The most images per generator call for metrics and grids (what a checkpoint without ``generation_batch``, from
+#: before it was recorded, was measured with). A different batch may pick other kernels and change the last bits
+#: of an image: logged and recomputed scores use the same one.
 METRIC_BATCH_SIZE = 64
 #: Latents per generator call for pictures of chosen faces: one, so that a face never depends on its batch.
 FACE_BATCH_SIZE = 1
+
+
+def generation_batch_size(training_batch: int | None = None) -> int:
+    """Images per generator call outside the training step: the (per-process) training batch at the resolution
+    drawn, capped at :data:`METRIC_BATCH_SIZE`; the cap alone when there is no training batch (a checkpoint from
+    before it was recorded, an imported network)."""
+    if not training_batch:
+        return METRIC_BATCH_SIZE
+    return max(1, min(METRIC_BATCH_SIZE, int(training_batch)))
 
 
 def resize_generated(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -93,13 +107,16 @@ def generate_seeded_uint8(
     alpha: float,
     device: str | torch.device | None = None,
     out_resolution: int | None = None,
+    batch_size: int = METRIC_BATCH_SIZE,
 ) -> Iterator[torch.Tensor]:
-    """The images of seeds ``seed … seed+num_images-1``, :data:`METRIC_BATCH_SIZE` at a time, as metrics draw them."""
+    """The images of seeds ``seed … seed+num_images-1``, ``batch_size`` at a time, as metrics draw them."""
     seeds = seed_range(seed, num_images, limit=None)  # checked now, not at the first batch
+    if batch_size < 1:
+        raise UserError(f"the generation batch must be at least 1, got {batch_size}")
 
     def batches() -> Iterator[torch.Tensor]:
-        for start in range(0, len(seeds), METRIC_BATCH_SIZE):  # latents drawn per batch: 50,000 never sit in memory
-            latents = seed_latents(seeds[start : start + METRIC_BATCH_SIZE], generator.latent_size)
-            yield from generate_uint8(generator, latents, resolution, alpha, METRIC_BATCH_SIZE, device, out_resolution)
+        for start in range(0, len(seeds), batch_size):  # latents drawn per batch: 50,000 never sit in memory
+            latents = seed_latents(seeds[start : start + batch_size], generator.latent_size)
+            yield from generate_uint8(generator, latents, resolution, alpha, batch_size, device, out_resolution)
 
     return batches()

@@ -67,12 +67,17 @@ def write_run_grid(
     images_shown: int,
     first_seed: int = 0,
     device: str | torch.device | None = None,
+    batch_size: int = METRIC_BATCH_SIZE,
 ) -> np.ndarray:
     """Draw ``latents`` (the seeds ``first_seed, first_seed+1, …``) at ``resolution``/``alpha``, tile them
     ``layout`` = (cols, rows), and write the PNG atomically with its description; return the grid (HWC uint8).
+
+    ``batch_size`` latents per generator call: the trainer passes its training batch at ``resolution``
+    (:func:`pggan.pictures.generate.generation_batch_size`), as the official code draws its snapshot grids in
+    minibatches, so a 1024² grid never needs more memory than the step beside it.
     """
     cols, rows = layout
-    images = torch.cat(list(generate_uint8(generator, latents, resolution, alpha, METRIC_BATCH_SIZE, device)))
+    images = torch.cat(list(generate_uint8(generator, latents, resolution, alpha, batch_size, device)))
     grid = make_grid(images, rows, cols)
     description = {
         "kimg": images_shown / 1000,

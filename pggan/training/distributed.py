@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from pggan import defaults
-from pggan.devices import resolve_device
+from pggan.devices import device_policy, resolve_device
 from pggan.errors import UserError
 
 #: How long a collective waits for a silent peer before the job gives up (torch's own default is 30 minutes for
@@ -61,7 +61,7 @@ def init_distributed(device: str = "auto", timeout_minutes: float = DEFAULT_TIME
     if world_size > 1 and not dist.is_initialized():
         if torch_device.type == "cuda":
             torch.cuda.set_device(torch_device)
-        backend = "nccl" if torch_device.type == "cuda" else "gloo"
+        backend = device_policy(torch_device).ddp_backend
         kwargs = {"device_id": torch_device} if torch_device.type == "cuda" else {}
         timeout = datetime.timedelta(minutes=timeout_minutes)
         dist.init_process_group(backend=backend, timeout=timeout, **kwargs)

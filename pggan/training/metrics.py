@@ -3,8 +3,9 @@
 A metric compares the EMA generator, at the resolution and alpha where the run stands, with the dataset's level
 of that resolution. The real side is computed once per resolution and cached in the run directory, so each
 evaluation only generates and measures the fakes; reals and fakes are drawn exactly as the standalone command
-(``pggan-swd`` / ``pggan-fid DATASET CHECKPOINT --seed S --num-images N``) draws them, so that command
-reproduces the logged number for the checkpoint written at the same tick.
+(``pggan-swd`` / ``pggan-fid DATASET CHECKPOINT --seed S --num-images N``) draws them — in batches of the
+training batch at that resolution, which the checkpoint records — so that command reproduces the logged number
+for the checkpoint written at the same tick.
 
 To add one: a class with ``evaluate(generator, resolution, alpha)`` and a :class:`MetricSpec` in
 :func:`training_metrics` (its name is both the timeline's event and the ``stats.jsonl`` key).
@@ -27,7 +28,7 @@ from pggan.metrics.inception import load_inception
 from pggan.metrics.sources import image_batches, open_image_set
 from pggan.metrics.swd import SWDEvaluator
 from pggan.model.networks import Generator
-from pggan.pictures.generate import generate_seeded_uint8
+from pggan.pictures.generate import generate_seeded_uint8, generation_batch_size
 from pggan.training.options import TrainOptions
 
 
@@ -47,13 +48,21 @@ class MetricSpec:
     build: Callable[[], TrainingMetric]
 
 
-def training_metrics(options: TrainOptions, device: torch.device, run_dir: Path) -> list[MetricSpec]:
-    """The metrics a run can evaluate; those whose ``every_kimg`` is None are off."""
+#: resolution -> images per generator call there (the trainer's training batch, pggan.pictures.generate).
+BatchFor = Callable[[int], int]
+
+
+def training_metrics(
+    options: TrainOptions, device: torch.device, run_dir: Path, batch_for: BatchFor | None = None
+) -> list[MetricSpec]:
+    """The metrics a run can evaluate; those whose ``every_kimg`` is None are off. ``batch_for`` gives the
+    generation batch at a resolution (default: :func:`pggan.pictures.generate.generation_batch_size`'s cap)."""
+    batches = batch_for or (lambda resolution: generation_batch_size())
     return [
         MetricSpec(
             "swd",
             options.swd_kimg,
-            lambda: TrainingSWD(options.data, options.swd_images, options.seed, device, run_dir),
+            lambda: TrainingSWD(options.data, options.swd_images, options.seed, device, run_dir, batches),
         ),
         MetricSpec(
             "fid",
@@ -66,6 +75,7 @@ def training_metrics(options: TrainOptions, device: torch.device, run_dir: Path)
                 run_dir,
                 options.inception or "",
                 options.allow_unverified_inception,
+                batches,
             ),
         ),
     ]
@@ -77,12 +87,21 @@ MIN_SWD_RESOLUTION = 16
 class TrainingSWD:
     """Evaluates ``SWD(dataset level R, G_ema at R)`` for the current R; keeps one evaluator at a time."""
 
-    def __init__(self, data: str, num_images: int, seed: int, device: torch.device, cache_dir: Path) -> None:
+    def __init__(
+        self,
+        data: str,
+        num_images: int,
+        seed: int,
+        device: torch.device,
+        cache_dir: Path,
+        batch_for: BatchFor = lambda resolution: generation_batch_size(),
+    ) -> None:
         self.data = data
         self.num_images = min(num_images, int(read_meta(data)["count"]))
         self.seed = seed
         self.device = device
         self.cache_dir = Path(cache_dir)
+        self.batch_for = batch_for
         self._evaluator: tuple[int, SWDEvaluator] | None = None
 
     def _evaluator_for(self, resolution: int, channels: int) -> SWDEvaluator:
@@ -106,7 +125,10 @@ class TrainingSWD:
         if resolution < MIN_SWD_RESOLUTION:
             return {}
         evaluator = self._evaluator_for(resolution, generator.channels)
-        fakes = generate_seeded_uint8(generator, self.num_images, self.seed, resolution, alpha, self.device)
+        batch = self.batch_for(resolution)
+        fakes = generate_seeded_uint8(
+            generator, self.num_images, self.seed, resolution, alpha, self.device, None, batch
+        )
         return {str(k): float(v) for k, v in evaluator.evaluate(fakes).items()}
 
 
@@ -122,8 +144,10 @@ class TrainingFID:
         cache_dir: Path,
         inception_path: str,
         allow_unverified: bool = False,
+        batch_for: BatchFor = lambda resolution: generation_batch_size(),
     ) -> None:
         self.data = data
+        self.batch_for = batch_for
         self.num_fakes = num_images
         self.num_reals = min(num_images, int(read_meta(data)["count"]))
         self.seed = seed
@@ -166,6 +190,7 @@ class TrainingFID:
     @torch.inference_mode()
     def evaluate(self, generator: Generator, resolution: int, alpha: float) -> float:
         reals = self._real_stats(resolution)
-        fakes = generate_seeded_uint8(generator, self.num_fakes, self.seed, resolution, alpha, self.device)
+        batch = self.batch_for(resolution)
+        fakes = generate_seeded_uint8(generator, self.num_fakes, self.seed, resolution, alpha, self.device, None, batch)
         fake_stats = stats_of_batches(fakes, self.inception)
         return frechet_distance(reals.mu, reals.sigma, fake_stats.mu, fake_stats.sigma)

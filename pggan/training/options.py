@@ -72,6 +72,7 @@ class TrainOptions:
     ema_kimg: float | None = None
     gp_space: str = defaults.GP_SPACE
     amp: bool = False
+    channels_last: bool | None = None  # None: on for CUDA, off on the CPU (pggan.devices.device_policy)
     tf32: bool = defaults.TF32
     compile: bool = False
     workers: int = defaults.WORKERS

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pggan.devices import device_policy
 from pggan.errors import UserError
 from pggan.training.distributed import DistContext
 from pggan.training.options import TrainOptions
@@ -56,7 +57,7 @@ def dataset_batch_source(options: TrainOptions, job: DistContext) -> BatchSource
             world_size=job.world_size,
             num_workers=options.workers,
             mirror=options.mirror,
-            pin_memory=job.device.type == "cuda",
+            pin_memory=device_policy(job.device).pin_memory,
         )
 
     return source

@@ -216,7 +216,7 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
             print(describe_schedule(trainer.options, trainer.schedule, job.world_size))
             action = "resuming" if state is not None else "starting" if init_checkpoint is None else "initialising"
             print(
-                f"{action} run {run_dir} at kimg {trainer.images_shown / 1000:.3f} on {job.device}"
+                f"{action} run {run_dir} at kimg {trainer.images_shown / 1000:.3f} on {trainer.policy.describe()}"
                 f"{f' x{job.world_size}' if job.distributed else ''}"
             )
         barrier(job)

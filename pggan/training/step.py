@@ -31,7 +31,7 @@ from pggan.defaults import (
     LEARNING_RATE,
     MBSTD_GROUP_SIZE,
 )
-from pggan.devices import autocast_context
+from pggan.devices import DevicePolicy, device_policy
 from pggan.model.layers import downsample2x, upsample2x
 from pggan.model.losses import d_loss, g_loss
 from pggan.model.networks import Discriminator, Generator
@@ -130,19 +130,30 @@ class GanState:
     generator_ema: Generator
     g_optimizer: torch.optim.Adam
     d_optimizer: torch.optim.Adam
-    device: torch.device
+    policy: DevicePolicy  # autocast, memory format and compile of this state (pggan.devices)
     ddp: bool = False
     critic_loss: nn.Module | None = field(default=None, repr=False)
     generator_loss: nn.Module | None = field(default=None, repr=False)
     g_params: list[torch.Tensor] = field(default_factory=list, repr=False)
-    compile: bool = False
     gp_space: str = GP_SPACE
-    memory_format: torch.memory_format = torch.contiguous_format  # of the networks and the images fed to them
     ema_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = field(default=None, repr=False)
     fakes_forward: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.fakes_forward = torch.compile(self.generator, dynamic=False) if self.compile else self.generator
+
+    @property
+    def device(self) -> torch.device:
+        return self.policy.device
+
+    @property
+    def compile(self) -> bool:
+        return self.policy.compile
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """Of the networks' weights and of the images fed to them."""
+        return self.policy.memory_format
 
     def enter_phase(self, resolution: int, fading: bool) -> None:
         """Build the loss views (wrapped in DDP when distributed) for a phase.
@@ -185,14 +196,21 @@ def build_gan_state(
     channels_last: bool | None = None,
     ddp: bool = False,
     compile: bool = False,
+    amp: bool = False,
     gp_space: str = GP_SPACE,
+    policy: DevicePolicy | None = None,
 ) -> GanState:
     """The networks, the EMA generator and both optimizers of a run: the one place they are built.
 
     ``pggan-train``, the benchmarks and the tests all build their state here, so a benchmark measures what
     training runs. The seed makes every DDP rank start from identical weights; the EMA starts as an exact
-    copy of G. ``channels_last`` defaults to on for CUDA (faster convolutions there), off on the CPU.
+    copy of G. The accelerator settings come from ``policy``, or from :func:`pggan.devices.device_policy` of
+    ``device`` with ``channels_last`` (None: on for CUDA, off on the CPU), ``compile`` and ``amp``.
     """
+    if policy is None:
+        policy = device_policy(device, amp=amp, channels_last=channels_last, compile=compile)
+    elif policy.device != torch.device(device):
+        raise ValueError(f"the policy is for {policy.device}, the state for {device}")
     torch.manual_seed(seed)
     generator = Generator(resolution, channels, latent_size, fmap_base, fmap_max)
     discriminator = Discriminator(
@@ -205,22 +223,17 @@ def build_gan_state(
         mbstd_strided=mbstd_strided,
     )
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
-    if channels_last is None:
-        channels_last = device.type == "cuda"
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for net in (generator, discriminator, generator_ema):
-        net.to(device=device, memory_format=memory_format)
+        net.to(device=policy.device, memory_format=policy.memory_format)
     return GanState(
         generator=generator,
         discriminator=discriminator,
         generator_ema=generator_ema,
-        g_optimizer=make_optimizer(generator, learning_rate, device),
-        d_optimizer=make_optimizer(discriminator, learning_rate, device),
-        device=device,
+        g_optimizer=make_optimizer(generator, learning_rate, policy.device),
+        d_optimizer=make_optimizer(discriminator, learning_rate, policy.device),
+        policy=policy,
         ddp=ddp,
-        compile=compile,
         gp_space=gp_space,
-        memory_format=memory_format,
     )
 
 
@@ -277,26 +290,31 @@ def train_step(
     resolution: int,
     alpha: float,
     ema_beta: float,
-    amp: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """One D update (WGAN-GP + drift), one G update and the EMA update. Returns detached stats (no sync)."""
-    device = state.device
-    reals = blend_reals(inputs.reals, alpha) if resolution > 4 else inputs.reals
+    """One D update (WGAN-GP + drift), one G update and the EMA update. Returns detached stats (no sync).
+
+    The forwards run under the state's policy (:meth:`pggan.devices.DevicePolicy.autocast`: bf16 autocast with
+    ``--amp``, on the CPU as on CUDA); the reals are brought to its device and memory format (a no-op when the
+    caller already made them so, as the trainer does while converting them to float).
+    """
+    device, policy = state.device, state.policy
+    reals = inputs.reals.to(device, memory_format=policy.memory_format, non_blocking=True)
+    reals = blend_reals(reals, alpha) if resolution > 4 else reals
     # Compiled forwards take a fade's alpha as a 0-dim tensor, so a new alpha every step never recompiles.
     g_alpha: float | torch.Tensor = alpha
     if state.compile and resolution > 4 and alpha < 1.0:
         g_alpha = torch.tensor(alpha, dtype=torch.float32).to(device, non_blocking=True)
-    with torch.no_grad(), autocast_context(device, amp):
+    with torch.no_grad(), policy.autocast():
         fakes = state.fakes_forward(inputs.d_latents.to(device, non_blocking=True), resolution, g_alpha)
 
     state.d_optimizer.zero_grad(set_to_none=True)
-    with autocast_context(device, amp):
+    with policy.autocast():
         loss_d, stats = state.critic_loss(reals, fakes, inputs.mix.to(device, non_blocking=True), alpha)
     loss_d.backward()
     state.d_optimizer.step()
 
     state.g_optimizer.zero_grad(set_to_none=True)
-    with autocast_context(device, amp):
+    with policy.autocast():
         loss_g, g_stats = state.generator_loss(inputs.g_latents.to(device, non_blocking=True), g_alpha)
     loss_g.backward(inputs=state.g_params)  # D's parameters get no gradient in the G update
     state.g_optimizer.step()

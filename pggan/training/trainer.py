@@ -23,7 +23,7 @@ import torch
 
 from pggan.atomic import WriteFailed, atomic_write_bytes
 from pggan.defaults import TICK_KIMG
-from pggan.devices import configure_torch
+from pggan.devices import device_policy
 from pggan.errors import UserError
 from pggan.model.checkpoint import (
     RunProgress,
@@ -37,6 +37,7 @@ from pggan.model.checkpoint import (
     save_checkpoint,
     training_state,
 )
+from pggan.pictures.generate import generation_batch_size
 from pggan.pictures.latents import seed_latents
 from pggan.pictures.training_video import TICK_GRID_DIR, tick_grid_layout, write_run_grid
 from pggan.pixels import to_float_images
@@ -69,6 +70,17 @@ class OutputFailed(UserError):
     """A file of the run could not be written (full disk, quota, read-only, I/O error): the run stops cleanly."""
 
 
+class OutOfMemory(UserError):
+    """A training step did not fit in the device's memory: one line naming ``--batch-schedule``, no traceback."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure: CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
 def kimg_label(images: int) -> str:
     """File-name label of a position in the run: kimg with three decimals, zero-padded so names sort."""
     return f"{images / 1000:010.3f}"
@@ -95,7 +107,12 @@ class Trainer:
         self.log = log if job.is_main else (lambda message: None)
         self.schedule = plan.schedule
         self.channels = channels
-        configure_torch(job.device, tf32=options.tf32, compile=options.compile)
+        # Every accelerator setting of the run (autocast, memory format, TF32, compile) from the one policy.
+        self.policy = device_policy(
+            job.device, amp=options.amp, channels_last=options.channels_last, tf32=options.tf32,
+            compile=options.compile,
+        )  # fmt: skip
+        self.policy.configure()
         self.gan = build_gan_state(
             options.resolution,
             channels,
@@ -109,8 +126,8 @@ class Trainer:
             learning_rate=options.lr,
             seed=options.seed,  # identical initial weights on every rank
             ddp=job.distributed,
-            compile=options.compile,
             gp_space=options.gp_space,
+            policy=self.policy,
         )
         self.memory_format = self.gan.memory_format
         self.noise = torch.Generator().manual_seed(options.seed)
@@ -119,7 +136,8 @@ class Trainer:
         self.tick_layout = tick_grid_layout(options.resolution, options.grid_size)
         self.tick_latents = self.grid_latents[: self.tick_layout[0] * self.tick_layout[1]]
         self.dataset = dataset  # the fingerprint of the data, saved so a resume can tell if it changed
-        self.metric_specs = {spec.name: spec for spec in training_metrics(options, job.device, self.run_dir)}
+        specs = training_metrics(options, job.device, self.run_dir, self.generation_batch)
+        self.metric_specs = {spec.name: spec for spec in specs}
         self.metrics: dict[str, TrainingMetric] = {}  # each built when it is first due
         self.timeline = Timeline(self._intervals())
         self.progress = RunProgress()
@@ -198,6 +216,8 @@ class Trainer:
         networks = network_state(
             s.generator, s.discriminator, s.generator_ema, phase.resolution, phase.alpha(self.images_shown)
         )
+        # The batch grids and metrics are drawn with here: pggan-swd/pggan-fid on this checkpoint draw with it too.
+        networks["generation_batch"] = self.generation_batch(self.evaluation_point()[0])
         progress = copy.copy(self.progress)
         progress.timeline = self.timeline.to_dict()
         return training_state(
@@ -296,9 +316,12 @@ class Trainer:
             self.noise, phase.batch_size, options.latent_size, job.rank, job.world_size
         )
         beta = ema_beta_for(phase.batch_size, options.ema_beta, options.ema_kimg)
-        stats = train_step(
-            self.gan, StepInputs(reals, d_latents, mix, g_latents), phase.resolution, alpha, beta, options.amp
-        )
+        try:
+            stats = train_step(self.gan, StepInputs(reals, d_latents, mix, g_latents), phase.resolution, alpha, beta)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise OutOfMemory(self._out_of_memory_message(phase, exc)) from None
         self.progress.images_shown += phase.batch_size
         self.progress.step += 1
         for key in STAT_KEYS:
@@ -314,6 +337,22 @@ class Trainer:
             )
         if flags[1] > 0:
             self.stop_requested = True
+
+    def _out_of_memory_message(self, phase: Phase, exc: BaseException) -> str:
+        """What did not fit, and the --batch-schedule that halves the batch there (README: Memory)."""
+        resolution, local = phase.resolution, phase.batch_size // self.job.world_size
+        where = "GPU" if self.job.device.type == "cuda" else "host"
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        smaller = dict(self.schedule.batch_sizes())
+        smaller[resolution] = max(
+            self.job.world_size, phase.batch_size // 2 // self.job.world_size * self.job.world_size
+        )
+        schedule = ",".join(f"{r}:{b}" for r, b in sorted(smaller.items()))
+        return (
+            f"out of {where} memory in a training step at {resolution}x{resolution} with batch {local} per "
+            f"process ({reason}); pass a smaller batch there, e.g. --batch-schedule {schedule} (README, Memory: "
+            f"what fits per GPU size), or train on more GPUs; {self._recovery()}"
+        )
 
     def _check_finite_parameters(self) -> None:
         """Never checkpoint a network that has blown up, even when the last loss was still finite."""
@@ -423,6 +462,11 @@ class Trainer:
         phase = self.schedule.phase_at(max(0, self.images_shown - 1))
         return phase.resolution, phase.alpha(self.images_shown) if phase.fading else 1.0
 
+    def generation_batch(self, resolution: int) -> int:
+        """Images per generator call for grids and metrics at ``resolution``: this process's training batch there,
+        at most METRIC_BATCH_SIZE, so no generator call outside the step needs more memory than the step."""
+        return generation_batch_size(self.schedule.batch_sizes()[resolution] // self.job.world_size)
+
     @property
     def _finished(self) -> bool:
         return self.images_shown >= self.schedule.total_images
@@ -433,7 +477,7 @@ class Trainer:
         n = self.options.grid_size
         grid = write_run_grid(
             self.gan.generator_ema, path, self.grid_latents, (n, n), resolution, alpha, self.images_shown,
-            device=self.job.device,
+            device=self.job.device, batch_size=self.generation_batch(resolution),
         )  # fmt: skip
         if self.run_log is not None and self.run_log.tensorboard:
             self.run_log.add_grid(grid, self.images_shown)
@@ -446,7 +490,7 @@ class Trainer:
         path = self.run_dir / TICK_GRID_DIR / f"grid-{kimg_label(self.images_shown)}.png"
         write_run_grid(
             self.gan.generator_ema, path, self.tick_latents, self.tick_layout, resolution, alpha, self.images_shown,
-            device=self.job.device,
+            device=self.job.device, batch_size=self.generation_batch(resolution),
         )  # fmt: skip
 
     def evaluate_metric(self, name: str) -> Any:
