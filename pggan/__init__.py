@@ -33,6 +33,8 @@ PUBLIC_MODULES = {
     # pictures
     "generate_uint8": "pggan.pictures.generate",
     "save_image_grid": "pggan.pictures.grids",
+    "Explorer": "pggan.pictures.explore.faces",  # the explore page's faces, without HTTP
+    "run_explore": "pggan.pictures.explore.server",  # pggan-explore
     # metrics
     "sliced_wasserstein_pyramid": "pggan.metrics.swd",
     "frechet_distance": "pggan.metrics.fid",
