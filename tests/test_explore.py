@@ -292,11 +292,19 @@ def test_the_cache_serves_repeats_and_stays_within_its_bytes(run):
 
 
 # ---------------------------------------------------------------- the command
+def default_sigint() -> None:
+    """Ctrl-C as a terminal delivers it: a suite started in the background (``pytest &``) ignores SIGINT, and
+    its children would inherit that and never see the signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_the_command_warns_on_0_0_0_0_serves_and_stops_cleanly_on_ctrl_c(run):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "pggan", "explore", str(run), "--host", "0.0.0.0", "--port", "0"]
     command += ["--device", "cpu"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint
+    )
     try:
         lines = []
         while not any("serving on" in line for line in lines):

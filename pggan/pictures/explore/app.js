@@ -63,7 +63,7 @@ class Slot {
   }
 
   load(url) {
-    if (url === this.url) return; // already showing (or fetching) exactly this
+    if (url === this.url && this.img.dataset.state !== "error") return; // already showing (or fetching) this
     this.cancel();
     this.url = url;
     this.img.dataset.url = url || "";
@@ -268,6 +268,7 @@ function renderGrid() {
     tile.figure.hidden = seed > limits.max_seed;
     tile.figure.dataset.seed = String(seed);
     tile.label.textContent = `seed ${seed}`;
+    tile.slot.img.alt = `the face of seed ${seed}`;
     const picked = state.pick.includes(seed);
     tile.pick.textContent = picked ? "✓ picked" : "+ pick";
     tile.figure.classList.toggle("picked", picked);

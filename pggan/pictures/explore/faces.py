@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 import tempfile
 import threading
 from collections import OrderedDict
@@ -332,7 +331,6 @@ class Explorer:
         self.default_id = checkpoint_id(path)
         entry = CheckpointEntry(self.default_id, path, None)
         first = self.adopt(entry, state)
-        self.default_kimg = first.kimg
         self.latent_size = int(first.generator.latent_size)
         self.channels = int(first.generator.config.get("channels", 3))
         self.sefa_sliders = min(sefa_sliders, self.latent_size)
@@ -628,7 +626,3 @@ def download_name(seed: int, edited: bool) -> str:
     """The file name a face downloads as: ``seed00012.png`` as ``pggan-sample --outdir`` names it."""
     name = image_file_name(seed)
     return name.replace(".png", "-edited.png") if edited else name
-
-
-def console(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)

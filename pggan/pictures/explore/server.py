@@ -384,7 +384,6 @@ def run_explore(
     cache_mb: float = 256,
     open_browser: bool = False,
     verbose: bool = False,
-    ready: Callable[[ExploreServer], None] | None = None,
 ) -> None:
     """``pggan-explore``: load, listen, print the address, serve in the foreground until Ctrl-C (or SIGTERM)."""
     if not 0 <= port <= 65535:
@@ -419,8 +418,6 @@ def run_explore(
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
-    if ready is not None:
-        ready(server)
     try:
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:
