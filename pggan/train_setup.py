@@ -137,7 +137,10 @@ def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> ResolvedR
     checkpoint, state = found
     if not is_resumable(state):
         raise UserError(f"{checkpoint} holds networks only, not a training state that can be resumed")
-    saved = TrainOptions.from_dict(upgrade_saved_options(saved_options(state)))
+    try:
+        saved = TrainOptions.from_dict(upgrade_saved_options(saved_options(state)))
+    except (UserError, ValueError, TypeError, KeyError) as exc:  # options written by someone else
+        raise UserError(f"{checkpoint}: its saved options cannot be used ({str(exc).splitlines()[0][:200]})") from None
     options = saved.merged({k: v for k, v in given.items() if k not in ("out", "run_name")})
     check_resumable(saved, options)
     return ResolvedRun(options, checkpoint.parent, resumed=found)
