@@ -29,9 +29,17 @@ _KINDS = (
 class NotRegularFile(UserError):
     """The path exists but is not a regular file (a FIFO, device, socket or directory): it is never read."""
 
+    def __init__(self, path: str | os.PathLike[str], kind: str) -> None:
+        self.kind = kind
+        super().__init__(f"{path} is {kind}, not a regular file")
+
 
 class FileTooLarge(UserError):
     """The file is larger than the limit for its kind; it was not read."""
+
+    def __init__(self, path: str | os.PathLike[str], size: int, limit: int) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(f"{path} holds {human_bytes(size)}, more than the limit of {human_bytes(limit)}")
 
 
 def kind_of(mode: int) -> str:
@@ -59,14 +67,14 @@ def open_regular(path: str | os.PathLike[str], limit: int | None = None) -> Bina
         fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # opening a socket (or a FIFO's write side) for reading
-            raise NotRegularFile(f"{path} is a socket, not a regular file") from None
+            raise NotRegularFile(path, "a socket") from None
         raise
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise NotRegularFile(f"{path} is {kind_of(info.st_mode)}, not a regular file")
+            raise NotRegularFile(path, kind_of(info.st_mode))
         if limit is not None and info.st_size > limit:
-            raise FileTooLarge(f"{path} holds {human_bytes(info.st_size)}, more than the limit of {human_bytes(limit)}")
+            raise FileTooLarge(path, info.st_size, limit)
         os.set_blocking(fd, True)  # regular files ignore O_NONBLOCK; reads behave as usual
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -82,5 +90,5 @@ def read_regular(path: str | os.PathLike[str], limit: int | None = None) -> byte
     with open_regular(path, limit) as handle:
         data = handle.read() if limit is None else handle.read(limit + 1)
     if limit is not None and len(data) > limit:
-        raise FileTooLarge(f"{path} grew past the limit of {human_bytes(limit)} while it was read")
+        raise FileTooLarge(path, len(data), limit)  # it grew while it was read
     return data

@@ -63,6 +63,7 @@ class RunLog:
             f"tick {record['tick']:<4d} kimg {record['kimg']:9.3f}  res {record['resolution']:4d}  "
             f"alpha {record['alpha']:.3f}  D {record.get('d_loss', 0):+.3f}  G {record.get('g_loss', 0):+.3f}  "
             f"sec/kimg {record['sec_per_kimg']:.2f}  img/s {record['img_per_s']:.1f}  mem {record['memory_mb']:.0f} MB"
+            + (f"  skipped {record['nonfinite_steps']} non-finite" if record.get("nonfinite_steps") else "")
         )
         where = f"{record['resolution']}x{record['resolution']}"
         for key, title in METRICS.items():

@@ -1,7 +1,9 @@
 """From command-line options to a running Trainer: resume lookup, validation, run directory, processes.
 
 Everything that can be wrong with the user's input is checked here, before
-any file is written, and reported as one line (``UserError``).
+any file is written, and reported as one line (``UserError``). The run
+directory is locked before the first write (:mod:`pggan.run_lock`): a second
+``pggan-train`` on the same run stops at once, naming the first.
 """
 
 from __future__ import annotations
@@ -24,9 +26,18 @@ from pggan.checkpoint import (
     run_progress,
     saved_options,
 )
-from pggan.distributed import DEFAULT_TIMEOUT_MINUTES, DistContext, barrier, init_distributed, peer_lost, shutdown
+from pggan.distributed import (
+    DEFAULT_TIMEOUT_MINUTES,
+    DistContext,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+    peer_lost,
+    shutdown,
+)
 from pggan.errors import UserError
 from pggan.resolutions import growth_resolutions, is_resolution
+from pggan.run_lock import RunLock, RunLocked, run_directory_lock
 from pggan.run_schedule import build_schedule, check_batch_sizes, describe_schedule
 from pggan.train import Trainer, install_stop_handlers, write_options
 from pggan.train_options import TrainOptions, check_resumable, upgrade_saved_options
@@ -192,6 +203,7 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
     timeout = cli_values.get("dist_timeout") or DEFAULT_TIMEOUT_MINUTES
     job = init_distributed(options.device, timeout_minutes=timeout)
     trainer = None
+    lock: RunLock | None = None
     try:
         if is_resolution(options.resolution):
             options = options.resolved(job.world_size)  # the preset's tables for this many processes
@@ -225,6 +237,7 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
         )
         if resume_path is not None:
             trainer.last_checkpoint = (resume_path, trainer.images_shown)
+        lock = _lock_run_directory(run_dir, job)  # before anything is written: one process per run directory
         if job.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_options(run_dir, trainer.options)
@@ -249,7 +262,34 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
             raise UserError(_lost_peer_message(exc, job, trainer, run_dir)) from None
         raise
     finally:
+        if lock is not None:
+            lock.release()
         shutdown()
+
+
+def _lock_run_directory(run_dir: Path, job: DistContext) -> RunLock | None:
+    """Rank 0 locks the run directory; every rank stops at once if another process holds it.
+
+    Under torchrun the other ranks learn rank 0's outcome through one all-reduce, so that a refused job
+    stops as a whole instead of leaving its other ranks waiting in a collective.
+    """
+    import torch
+
+    lock, refusal = None, None
+    if job.is_main:
+        try:
+            lock = run_directory_lock(run_dir).acquire()
+        except RunLocked as exc:
+            refusal = exc
+    if job.distributed:
+        flag = torch.tensor([0.0 if refusal is None else 1.0], device=job.device)
+        if all_reduce_sum(flag, job).item() > 0 and refusal is None:
+            if lock is not None:
+                lock.release()
+            raise UserError(f"rank {job.rank}: stopping: rank 0 found {run_dir} in use by another pggan-train")
+    if refusal is not None:
+        raise refusal
+    return lock
 
 
 def _lost_peer_message(exc: BaseException, job: DistContext, trainer: Any, run_dir: Path) -> str:
