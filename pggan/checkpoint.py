@@ -35,7 +35,6 @@ import numbers
 import os
 import re
 import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ import torch
 
 from pggan.atomic import WriteFailed, atomic_write_bytes
 from pggan.errors import UserError
-from pggan.input_files import open_regular
+from pggan.input_files import FileTooLarge, NotRegularFile, check_stored_zip, open_regular
 from pggan.networks import Discriminator, Generator
 from pggan.resolutions import is_resolution
 
@@ -462,24 +461,13 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None
 
 
 def _check_archive(path: Path) -> None:
-    """A zip whose members are all stored uncompressed (as ``torch.save`` writes them), within the file's size.
-
-    ``torch.load`` inflates a compressed member in full before it compares its size with what the pickle
-    claims: a 2 MB file could make it allocate gigabytes.
-    """
+    """Stored-only zip members (see :func:`pggan.input_files.check_stored_zip`), as CheckpointDamaged."""
     try:
-        with open_regular(path) as handle, zipfile.ZipFile(handle) as archive:
-            members = archive.infolist()
-            size = os.fstat(handle.fileno()).st_size
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise CheckpointDamaged(f"{path} is not a readable pggan checkpoint (not a torch.save zip: {reason})") from None
-    for member in members:
-        if member.compress_type != zipfile.ZIP_STORED or member.file_size > size:
-            raise CheckpointDamaged(
-                f"{path} is not a pggan checkpoint: member {member.filename[:80]} is compressed "
-                f"({member.file_size:,} bytes claimed); checkpoints store tensors as they are"
-            )
+        check_stored_zip(path, "pggan checkpoint")
+    except (NotRegularFile, FileTooLarge):
+        raise
+    except UserError as exc:
+        raise CheckpointDamaged(str(exc)) from None
 
 
 def _verify_checksum(path: Path) -> None:

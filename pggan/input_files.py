@@ -92,3 +92,32 @@ def read_regular(path: str | os.PathLike[str], limit: int | None = None) -> byte
     if limit is not None and len(data) > limit:
         raise FileTooLarge(path, len(data), limit)  # it grew while it was read
     return data
+
+
+def check_stored_zip(path: str | os.PathLike[str], what: str, zip_only: bool = True) -> None:
+    """``path`` is a regular file and a zip whose members are all stored uncompressed, within its size.
+
+    For files ``torch.load`` reads (checkpoints, weights): torch inflates a compressed member in full before
+    it compares its size with what the pickle inside claims, so a 2 MB file could make it allocate gigabytes.
+    ``torch.save`` never compresses. A UserError names ``what`` the file should have been. With ``zip_only``
+    False a file that is not a zip at all passes (torch's legacy format, which older weights files use).
+    """
+    import zipfile
+
+    try:
+        with open_regular(path) as handle:
+            if not zip_only and not zipfile.is_zipfile(handle):
+                return
+            handle.seek(0)
+            with zipfile.ZipFile(handle) as archive:
+                members = archive.infolist()
+                size = os.fstat(handle.fileno()).st_size
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a readable {what} (not a torch.save zip: {reason})") from None
+    for member in members:
+        if member.compress_type != zipfile.ZIP_STORED or member.file_size > size:
+            raise UserError(
+                f"{path} is not a {what}: its member {member.filename[:80]} is compressed "
+                f"({member.file_size:,} bytes claimed); torch.save stores tensors as they are"
+            )

@@ -11,12 +11,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pggan.data import read_meta
+from pggan.errors import UserError
 from pggan.generate import generate_seeded_uint8
-from pggan.metrics.fid import FeatureStats, frechet_distance, image_set_statistics, save_stats, stats_of_batches
+from pggan.metrics.fid import (
+    FeatureStats,
+    frechet_distance,
+    image_set_statistics,
+    read_stats_file,
+    save_stats,
+    stats_of_batches,
+)
 from pggan.metrics.image_sets import open_image_set
 from pggan.metrics.inception import load_inception
 from pggan.networks import Generator
@@ -63,10 +70,9 @@ class TrainingFID:
         stats = None
         if path.is_file():
             try:
-                with np.load(path, allow_pickle=False) as cached:
-                    if str(cached["key"]) == key:
-                        stats = FeatureStats(cached["mu"], cached["sigma"], int(cached["num_images"]))
-            except (KeyError, ValueError, OSError):
+                cached, saved_key = read_stats_file(path, key=True)  # every field checked, as pggan-fid does
+                stats = cached if saved_key == key else None
+            except (UserError, OSError):
                 stats = None  # unreadable or foreign: recomputed and replaced
         if stats is None:
             side = open_image_set(self.data)
