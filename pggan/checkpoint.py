@@ -179,6 +179,20 @@ def is_resumable(state: dict[str, Any]) -> bool:
     return all(key in state for key in ("options", "g_optimizer", "d_optimizer"))
 
 
+#: What a resume reads: the networks and where they stood, both optimizers, both random states, the options.
+TRAINING_KEYS = (
+    "generator_config", "discriminator_config", "generator", "generator_ema", "discriminator", "resolution",
+    "alpha", "g_optimizer", "d_optimizer", "noise_rng", "torch_rng", "options",
+)  # fmt: skip
+
+
+def require_training_state(state: dict[str, Any], where: str | os.PathLike[str]) -> None:
+    """UserError unless the checkpoint holds everything a resume reads (each field was checked at load)."""
+    missing = [key for key in TRAINING_KEYS if key not in state]
+    if missing:
+        raise CheckpointDamaged(f"{where} is an incomplete training state (missing {', '.join(missing)})")
+
+
 def run_progress(state: dict[str, Any]) -> RunProgress:
     """The saved counters; version-1 checkpoints kept them as loose keys (and had no ``next_swd``)."""
     if "progress" in state:
@@ -646,6 +660,7 @@ __all__ = [
     "network_state",
     "position",
     "require_generator",
+    "require_training_state",
     "run_checkpoints",
     "run_progress",
     "save_checkpoint",

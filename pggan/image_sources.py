@@ -145,7 +145,7 @@ def _zip_member(item: ImageItem, limit: int) -> bytes:
     if info.file_size > limit:
         raise SkipImage(_refused_file(FileTooLarge(item.name, info.file_size, limit)))
     with archive.open(info) as member:
-        data = member.read(limit + 1)  # zipfile stops at the declared size; a longer stream fails its CRC
+        data = member.read(info.file_size + 1)  # zipfile stops at the declared size; a longer stream fails its CRC
     if len(data) > limit:
         raise SkipImage(f"larger than the {human_bytes(limit)} limit for one image")
     return data

@@ -41,7 +41,7 @@ def load_init_checkpoint(path: str) -> dict[str, Any]:
     needed = ("generator_config", "discriminator_config", "generator", "discriminator", "resolution", "alpha")
     missing = [key for key in needed if key not in state]
     if missing:
-        raise UserError(f"--init {path}: the checkpoint lacks {', '.join(missing)}")
+        raise UserError(f"--init {path} is an incomplete pggan checkpoint (missing {', '.join(missing)})")
     return state
 
 

@@ -85,12 +85,18 @@ def open_regular(path: str | os.PathLike[str], limit: int | None = None) -> Bina
 def read_regular(path: str | os.PathLike[str], limit: int | None = None) -> bytes:
     """The whole content of a regular file of at most ``limit`` bytes (see :func:`open_regular`).
 
-    At most ``limit`` bytes are ever read, even if the file grows while it is read.
+    At most ``limit`` bytes are ever read, even if the file grows while it is read, and no more memory than
+    the file's size is asked for up front (a read of ``limit`` bytes would reserve them all at once).
     """
     with open_regular(path, limit) as handle:
-        data = handle.read() if limit is None else handle.read(limit + 1)
+        size = os.fstat(handle.fileno()).st_size
+        ceiling = size if limit is None else min(size, limit)
+        chunks = [handle.read(ceiling + 1)]
+        while len(chunks[-1]) > 0 and (limit is None or sum(map(len, chunks)) <= limit):  # it grew meanwhile
+            chunks.append(handle.read(1 << 20))
+    data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
     if limit is not None and len(data) > limit:
-        raise FileTooLarge(path, len(data), limit)  # it grew while it was read
+        raise FileTooLarge(path, len(data), limit)  # it grew past the limit while it was read
     return data
 
 

@@ -5,13 +5,13 @@ those with :mod:`pickle` imports ``tfutil`` (TensorFlow 1.x) and ``exec``-utes t
 file; a hostile file could run anything at all. Files are downloaded from mirrors and passed around, so this
 reader treats every byte as an attacker's:
 
-* **Nothing callable but four checked rebuilders.** Globals resolve only to the ``Network`` class (mapped to
+* **Nothing callable but a few checked rebuilders.** Globals resolve only to the ``Network`` class (mapped to
   :class:`NetworkState`, a plain stand-in that keeps the state dict) and to checked versions of numpy's array,
-  dtype and scalar rebuilders (numpy 1.x and 2.x module names); every other global is refused *before* it is
-  imported. ``REDUCE`` may call only those rebuilders, ``NEWOBJ`` may create only ``NetworkState``, and
-  ``BUILD`` may only give a ``NetworkState`` its dict, an array its checked state, or a dtype numpy's own
-  state; ``INST``, ``OBJ``, extension codes and persistent ids are refused. ``build_module_src`` stays a
-  string that nobody executes.
+  dtype and scalar rebuilders (numpy 1.x and 2.x module names) and of protocol 2's ``_codecs.encode(str,
+  'latin1')`` for bytes; every other global is refused *before* it is imported. ``REDUCE`` may call only
+  those rebuilders, ``NEWOBJ`` may create only ``NetworkState``, and ``BUILD`` may only give a
+  ``NetworkState`` its dict, an array its checked state, or a dtype numpy's own state; ``INST``, ``OBJ``,
+  extension codes and persistent ids are refused. ``build_module_src`` stays a string nobody executes.
 * **Nothing handed out can be turned into something else.** A dtype comes only from an allow-list of numeric
   codes and is numpy's built-in one: a pickle's ``BUILD`` can confirm its byte order but never rewrite it (a
   rewritten copy — fields at any offset, a subarray over 4 bytes — is how crafted files read or write memory
@@ -186,6 +186,8 @@ class RestrictedUnpickler(pickle._Unpickler):
             return _NdarrayName()
         if module == "numpy" and name == "dtype":
             return _Rebuilder(self._dtype)
+        if module == "_codecs" and name == "encode":  # protocol 2's way to write bytes
+            return _Rebuilder(self._latin1)
         raise pickle.UnpicklingError(f"refused to load {module[:80]}.{name[:80]} (only network data is allowed)")
 
     # ------------------------------------------------------------------ numpy, checked
@@ -195,6 +197,13 @@ class RestrictedUnpickler(pickle._Unpickler):
             shown = code[:40] if isinstance(code, str) else type(code).__name__
             raise pickle.UnpicklingError(f"dtype {shown!r} is not a numeric type a network holds")
         return _DType(code)
+
+    @staticmethod
+    def _latin1(text: Any, encoding: Any = "utf-8") -> bytes:
+        """``_codecs.encode(text, 'latin1')``, how protocol 2 writes bytes: one byte per character, nothing else."""
+        if type(text) is not str or encoding not in ("latin1", "latin-1"):
+            raise pickle.UnpicklingError("_codecs.encode used for something other than protocol 2's bytes")
+        return text.encode("latin-1")
 
     def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
         """numpy's ``_reconstruct`` exactly as numpy writes it: an empty ndarray that BUILD then fills."""

@@ -95,7 +95,7 @@ class TrainOptions:
         chosen = {k: v for k, v in values.items() if k in known}
         for name, value in chosen.items():
             if not _has_type(value, known[name]):
-                shown = repr(value)[:40] if isinstance(value, (str, int, float, bool)) else type(value).__name__
+                shown = repr(value)[:40] if isinstance(value, (str, int, float, bool)) else f"a {type(value).__name__}"
                 raise UserError(f"option {name} is {shown}, not {known[name].replace(' | None', ' or None')}")
         return cls(**chosen)
 

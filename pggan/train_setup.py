@@ -22,6 +22,7 @@ from pggan.checkpoint import (
     generator_config,
     is_resumable,
     load_checkpoint,
+    require_training_state,
     run_checkpoints,
     run_progress,
     saved_options,
@@ -148,6 +149,7 @@ def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> ResolvedR
     checkpoint, state = found
     if not is_resumable(state):
         raise UserError(f"{checkpoint} holds networks only, not a training state that can be resumed")
+    require_training_state(state, checkpoint)
     try:
         saved = TrainOptions.from_dict(upgrade_saved_options(saved_options(state)))
     except (UserError, ValueError, TypeError, KeyError) as exc:  # options written by someone else
