@@ -299,6 +299,8 @@ def network_shapes(state: dict[str, Any], config_key: str) -> dict[str, tuple[in
 
 def _check_backed(tensor: torch.Tensor, what: str) -> None:
     """A tensor whose elements are its own bytes in the file: dense (any memory format), inside its storage."""
+    if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_nested:
+        raise CheckpointDamaged(f"{what} is a {tensor.layout} tensor, not a plain one")
     dense = tensor.is_contiguous() or (tensor.ndim == 4 and tensor.is_contiguous(memory_format=torch.channels_last))
     end = (tensor.storage_offset() + tensor.numel()) * tensor.element_size()
     if not dense or end > tensor.untyped_storage().nbytes():
@@ -538,6 +540,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         check_checkpoint(state)
     except CheckpointDamaged as exc:
         raise CheckpointDamaged(f"{path} is not a usable pggan checkpoint: {exc}") from None
+    except Exception as exc:  # a tensor kind the checks cannot even inspect (sparse, quantized, nested, ...)
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointDamaged(f"{path} is not a usable pggan checkpoint ({reason})") from None
     return state
 
 

@@ -184,10 +184,17 @@ class DatasetUnmappable(UserError):
     """``data.mdb`` is fine but cannot be mapped into this process's address space (``ulimit -v``)."""
 
 
-def _damaged(path: str | os.PathLike[str], what: str) -> DatasetDamaged:
+def _damaged(path: str | os.PathLike[str], what: str, meta_lost: bool = False) -> DatasetDamaged:
+    """The one-line damage report; ``meta_lost``: its meta record cannot be read, so --overwrite cannot confirm it."""
+    if meta_lost:
+        return DatasetDamaged(
+            f"{path} is damaged: {what}. Copy it again from a good copy, or remove it and rebuild it with "
+            f"pggan-prepare SOURCE... --out {path} --resolution R (--overwrite replaces only a dataset whose meta "
+            "record can be read)"
+        )
     return DatasetDamaged(
-        f"{path} is damaged: {what}. Copy it again from a good copy, or remove it and rebuild it with "
-        f"pggan-prepare SOURCE... --out {path} --resolution R"
+        f"{path} is damaged: {what}. Copy it again from a good copy, or rebuild it with "
+        f"pggan-prepare SOURCE... --out {path} --resolution R --overwrite"
     )
 
 
@@ -234,16 +241,18 @@ def open_env(path: str | os.PathLike[str]) -> Any:
             "Cannot allocate memory" in str(exc)
         ):
             raise _unmappable(path, map_size) from None
-        raise _damaged(path, f"data.mdb is not a readable LMDB file ({str(exc).splitlines()[0][:120]})") from None
+        raise _damaged(path, f"data.mdb is not a readable LMDB file ({str(exc).splitlines()[0][:120]})", True) from None
     try:
         needed = (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
         size = os.stat(data_file).st_size
     except (lmdb.Error, OSError) as exc:
         env.close()
-        raise _damaged(path, f"its LMDB header cannot be read ({str(exc).splitlines()[0][:120]})") from None
+        raise _damaged(path, f"its LMDB header cannot be read ({str(exc).splitlines()[0][:120]})", True) from None
     if size < needed:
         env.close()
-        raise _damaged(path, f"data.mdb holds {size:,} bytes but its LMDB needs {needed:,} (a partial copy or sync?)")
+        raise _damaged(
+            path, f"data.mdb holds {size:,} bytes but its LMDB needs {needed:,} (a partial copy or sync?)", True
+        )
     return env
 
 

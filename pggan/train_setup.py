@@ -37,8 +37,10 @@ from pggan.distributed import (
     shutdown,
 )
 from pggan.errors import UserError
+from pggan.input_files import read_regular
 from pggan.resolutions import growth_resolutions, is_resolution
 from pggan.run_lock import RunLock, RunLocked, run_directory_lock
+from pggan.run_log import STATS_LIMIT
 from pggan.run_schedule import build_schedule, check_batch_sizes, describe_schedule
 from pggan.train import Trainer, install_stop_handlers, write_options
 from pggan.train_options import TrainOptions, check_resumable, upgrade_saved_options
@@ -51,8 +53,8 @@ def _on_rank_zero() -> bool:
 def _last_logged_images(run_dir: Path) -> int | None:
     """The furthest position stats.jsonl reached (images), to tell how much a fallback redoes."""
     try:
-        lines = (run_dir / "stats.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
+        lines = read_regular(run_dir / "stats.jsonl", STATS_LIMIT).decode("utf-8", "replace").splitlines()
+    except (OSError, UserError):
         return None
     for line in reversed(lines):
         try:
