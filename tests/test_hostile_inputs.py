@@ -138,7 +138,7 @@ def test_checkpoint_fields_of_the_wrong_type_or_missing_are_one_line_in_every_co
 def test_checkpoints_claiming_gigabytes_are_refused_before_any_network_is_built(capped_run):
     _check(capped_run, "memory")
     _, pairs, _ = capped_run
-    assert max(result.max_rss_mb for _, result in pairs) < 2000  # torch is ~0.7 GB; the claims were 10-100 GB
+    assert max(result.max_rss_mb for _, result in pairs) < 1500  # torch is ~0.7 GB; the claims were 10-100 GB
 
 
 def test_a_generator_with_non_finite_weights_or_output_is_reported_not_drawn(capped_run):
