@@ -369,8 +369,10 @@ CHECKPOINT_FIELDS: dict[str, dict[str, Any]] = {
 def zip_bomb(path: Path, size: int = 2 * GIB, name: str = "bomb.png") -> Path:
     """A zip of a few MB whose one member inflates to ``size`` bytes of zeros."""
     chunk = b"\0" * (16 << 20)
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED  # a bare ZipInfo would store it uncompressed
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        with archive.open(zipfile.ZipInfo(name), "w", force_zip64=True) as member:
+        with archive.open(info, "w", force_zip64=True) as member:
             for _ in range(size // len(chunk)):
                 member.write(chunk)
         archive.writestr("good.png", _png_bytes())
@@ -427,7 +429,9 @@ def fid_stats_bomb(path: Path, side: int = 40_000) -> Path:
         buffer = io.BytesIO()
         np.lib.format.write_array(buffer, np.zeros(2048))
         archive.writestr("mu.npy", buffer.getvalue())
-        with archive.open(zipfile.ZipInfo("sigma.npy"), "w", force_zip64=True) as member:
+        info = zipfile.ZipInfo("sigma.npy")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=True) as member:
             member.write(_npy_header((side, side)))
             member.write(b"\0" * (16 << 20))  # 16 MB of the 12.8 GB claimed: the header is what lies
     return path
