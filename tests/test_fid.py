@@ -15,8 +15,7 @@ from click.testing import CliRunner
 
 from pggan.cli import fid_command
 from pggan.metrics import fid, inception
-from pggan.model.checkpoint import network_state, save_checkpoint
-from pggan.model.networks import Discriminator, Generator
+from tests.helpers import tiny_checkpoint
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
 
@@ -144,11 +143,8 @@ def test_statistics_files_round_trip_in_pytorch_fids_format(tmp_path):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    g = Generator(32, channels=3, latent_size=8, fmap_base=32, fmap_max=8)
-    d = Discriminator(32, channels=3, fmap_base=32, fmap_max=8)
     path = tmp_path_factory.mktemp("run") / "latest.pt"
-    save_checkpoint(network_state(g, d, g, resolution=16, alpha=1.0), path)
+    tiny_checkpoint(path, max_resolution=32, resolution=16)
     return path
 
 
