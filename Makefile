@@ -1,5 +1,5 @@
 # make demo: prepare the bundled faces, train a small net on the CPU, write a grid.
-# make test: the fast test suite (make test-all adds the slow tests).
+# make test: the fast test suite (make test-all adds the slow tests and the mutation check).
 # Both create ./.venv unless a virtual environment is already active.
 
 PYTHON ?= python3
@@ -32,6 +32,7 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
+	$(PY) tools/mutation_check.py
 
 lint: $(STAMP)
 	$(ENV_DIR)/bin/ruff check pggan tools tests setup.py

@@ -300,8 +300,8 @@ def tiny_checkpoint(path: Path, seed: int = 0, **edits: Any) -> Path:
     """A real pggan checkpoint of 16x16 networks 8 wide, with keys replaced (``DELETE`` removes one)."""
     import torch
 
-    from pggan.checkpoint import network_state, save_checkpoint
-    from pggan.networks import Discriminator, Generator
+    from pggan.model.checkpoint import network_state, save_checkpoint
+    from pggan.model.networks import Discriminator, Generator
 
     torch.manual_seed(seed)
     g, d = Generator(16, 3, 8, 32, 8), Discriminator(16, 3, 32, 8)
@@ -328,8 +328,8 @@ def stride0_checkpoint(path: Path) -> Path:
     """
     import torch
 
-    from pggan.checkpoint import save_checkpoint
-    from pggan.networks import Discriminator, Generator
+    from pggan.model.checkpoint import save_checkpoint
+    from pggan.model.networks import Discriminator, Generator
 
     with torch.device("meta"):
         g, d = Generator(16, 3, 512, 1 << 16, 4096), Discriminator(16, 3, 1 << 16, 4096)
@@ -615,9 +615,9 @@ def resumable_checkpoint(path: Path, data: Path, **edits: Any) -> Path:
     """A real resumable training state of a tiny 16x16 run on ``data`` (3 channels), with keys replaced."""
     import torch
 
-    from pggan.checkpoint import RunProgress, network_state, save_checkpoint, training_state
-    from pggan.train_options import TrainOptions
-    from pggan.train_step import build_gan_state
+    from pggan.model.checkpoint import RunProgress, network_state, save_checkpoint, training_state
+    from pggan.training.options import TrainOptions
+    from pggan.training.step import build_gan_state
 
     options = TrainOptions(data=str(data), resolution=16, out=str(path.parent.parent), run_name=path.parent.name,
                            fade_kimg=0.016, stable_kimg=0.016, total_kimg=0.08, batch_schedule="4:8,8:8,16:8",
@@ -626,7 +626,7 @@ def resumable_checkpoint(path: Path, data: Path, **edits: Any) -> Path:
     gan = build_gan_state(16, 3, torch.device("cpu"), latent_size=8, fmap_base=32, fmap_max=8,
                           mbstd_group_size=options.mbstd_group_size)  # fmt: skip
     networks = network_state(gan.generator, gan.discriminator, gan.generator_ema, 4, 1.0)
-    progress = RunProgress(images_shown=8, step=1, optimizer_phase=0, next_tick=16, next_snapshot=32)
+    progress = RunProgress(images_shown=8, step=1, optimizer_phase=0, timeline={"tick": 16, "snapshot": 32})
     state = training_state(networks, gan.g_optimizer, gan.d_optimizer, progress, torch.Generator().get_state(),
                            options.to_dict(), None)  # fmt: skip
     for key, value in edits.items():

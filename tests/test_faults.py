@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pggan.checkpoint import dataset_fingerprint, load_checkpoint, run_progress
+from pggan.model.checkpoint import dataset_fingerprint, load_checkpoint, run_progress
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -253,7 +253,7 @@ def test_truncated_dataset_is_an_error_not_a_sigbus(datasets, tmp_path):
 def test_damaged_record_read_by_a_loader_worker_is_one_line(datasets, tmp_path):
     import lmdb
 
-    from pggan.data import make_batch_loader
+    from pggan.data.loader import make_batch_loader
     from pggan.errors import UserError
 
     damaged = tmp_path / "faces"

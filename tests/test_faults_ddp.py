@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pggan.checkpoint import load_checkpoint, run_progress
+from pggan.model.checkpoint import load_checkpoint, run_progress
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pggan.errors import UserError
-from pggan.official_pickle import MAX_OPERATIONS, read_official_pickle
+from pggan.official.pickle_reader import MAX_OPERATIONS, read_official_pickle
 from tests import hostile_files as H
 
 #: What the importer may use beyond a torch process's start-up: the attacks claim 4 to 20 GiB.

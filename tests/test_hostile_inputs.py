@@ -20,9 +20,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from pggan.data.prepare import prepare_dataset
+from pggan.data.pyramid import read_meta
 from pggan.errors import UserError
-from pggan.prepare import prepare_dataset
-from pggan.pyramid import read_meta
 from tests import hostile_files as H
 
 CAP = H.TORCH_BASELINE + 1 * H.GIB
@@ -185,7 +185,10 @@ def test_a_memory_error_while_decoding_skips_that_image(tmp_path):
     src = H.good_images(tmp_path / "src", count=2)
     H.huge_png(src / "huge.png", side=12000)  # 144 MB decoded, 100 KB on disk (under Pillow's bomb limit)
     out = tmp_path / "faces"
-    script = "import pggan.cli, pggan.prepare; print(open('/proc/self/status').read().split('VmPeak:')[1].split()[0])"
+    script = (
+        "import pggan.cli, pggan.data.prepare; "
+        "print(open('/proc/self/status').read().split('VmPeak:')[1].split()[0])"
+    )
     probe = H.run_capped([H.sys.executable, "-c", script], env={"PYTHONPATH": str(H.REPO)})
     baseline = int(probe.stdout.strip()) * 1024
     outcome = H.run_capped(H.pggan_args("prepare", src, "--out", out, "--resolution", 16, "--workers", 1),
@@ -276,21 +279,21 @@ def test_datasets_open_under_an_address_space_limit(faces16, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- non-finite steps
 def _trainer(tmp_path, **overrides):
-    from pggan.distributed import DistContext
-    from pggan.train import Trainer
-    from tests.train_helpers import random_pyramid, tensor_source, tiny_options
+    from pggan.training.distributed import DistContext
+    from pggan.training.trainer import Trainer
+    from tests.helpers import plan, random_pyramid, tensor_source, tiny_options
 
     options = tiny_options(tmp_path, **overrides)
     run_dir = Path(options.out) / options.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
-    trainer = Trainer(options, DistContext(), run_dir, 3, tensor_source(random_pyramid()), log=lines.append)
+    trainer = Trainer(plan(options, tensor_source(random_pyramid())), DistContext(), run_dir, 3, log=lines.append)
     return trainer, run_dir, lines
 
 
 def _poison_critic(monkeypatch, steps: set[int]) -> list[int]:
     """Make the critic loss NaN at the given (0-based) steps: its gradients are then NaN too."""
-    import pggan.train_step as train_step
+    import pggan.training.step as train_step
 
     real, calls = train_step.d_loss, []
 
@@ -326,14 +329,14 @@ def test_a_single_non_finite_step_is_skipped_counted_and_the_run_goes_on(tmp_pat
 
 def test_consecutive_non_finite_steps_stop_the_run_keeping_the_last_checkpoint(tmp_path, monkeypatch):
     from pggan.defaults import MAX_NONFINITE_STEPS
-    from pggan.train import TrainingDiverged
+    from pggan.training.trainer import TrainingDiverged
 
     trainer, run_dir, lines = _trainer(tmp_path, total_kimg=0.128)
     _poison_critic(monkeypatch, set(range(4, 1000)))  # from the 5th step on, every step
     with pytest.raises(TrainingDiverged, match=f"in {MAX_NONFINITE_STEPS} consecutive steps up to step 14") as info:
         trainer.run()
     assert sum("the update was skipped" in line for line in lines) == MAX_NONFINITE_STEPS - 1
-    from pggan.checkpoint import load_checkpoint
+    from pggan.model.checkpoint import load_checkpoint
 
     named = re.search(r"the last good checkpoint is (\S+) \(kimg", str(info.value))
     assert named and Path(named.group(1)).parent == run_dir
@@ -344,10 +347,10 @@ def test_consecutive_non_finite_steps_stop_the_run_keeping_the_last_checkpoint(t
 def _ddp_worker(rank: int, port: int, root: str) -> None:
     import torch.distributed as dist
 
-    import pggan.train_step as train_step
-    from pggan.distributed import DistContext, shutdown
-    from pggan.train import Trainer
-    from tests.train_helpers import random_pyramid, tensor_source, tiny_options
+    import pggan.training.step as train_step
+    from pggan.training.distributed import DistContext, shutdown
+    from pggan.training.trainer import Trainer
+    from tests.helpers import plan, random_pyramid, tensor_source, tiny_options
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -366,8 +369,8 @@ def _ddp_worker(rank: int, port: int, root: str) -> None:
         run_dir = Path(options.out) / options.run_name
         run_dir.mkdir(parents=True, exist_ok=True)
         job = DistContext(rank=rank, local_rank=rank, world_size=2)
-        trainer = Trainer(options, job, run_dir, 3, tensor_source(random_pyramid(), rank=rank, world_size=2),
-                          log=lambda m: None)  # fmt: skip
+        source = tensor_source(random_pyramid(), rank=rank, world_size=2)
+        trainer = Trainer(plan(options, source, 2), job, run_dir, 3, log=lambda m: None)
         trainer.run()
         flat = torch.cat([p.detach().flatten() for p in trainer.gan.discriminator.parameters()])
         torch.save(flat, Path(root) / f"d-rank{rank}.pt")

@@ -10,9 +10,9 @@ import torch
 from click.testing import CliRunner
 
 from pggan.__main__ import main
-from pggan.checkpoint import build_discriminator, build_generator, load_checkpoint
 from pggan.errors import UserError
-from pggan.official import import_official, lod_to_resolution_alpha
+from pggan.model.checkpoint import build_discriminator, build_generator, load_checkpoint
+from pggan.official.importer import import_official, lod_to_resolution_alpha
 from tests.official_pickles import official_states, write_official_pickle
 from tests.official_reference import d_paper, g_paper
 
@@ -239,7 +239,7 @@ def test_real_official_file_generates_the_import_example_faces(tmp_path):
     with torch.no_grad():
         images = generator(torch.from_numpy(latents).float(), state["resolution"], state["alpha"])
     assert images.shape == (10, 3, state["resolution"], state["resolution"])
-    from pggan.sample import images_to_uint8, save_png
+    from pggan.pictures.grids import images_to_uint8, save_png
 
     for index, image in enumerate(images_to_uint8(images)):
         save_png(image.permute(1, 2, 0).numpy(), tmp_path / f"img{index}.png")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from pggan.layers import (
+from pggan.model.layers import (
     EqualizedConv2d,
     EqualizedConv2dDown,
     EqualizedUpConv2d,
@@ -19,9 +19,9 @@ from pggan.layers import (
     upsample2x,
     upsample_conv_weight,
 )
-from pggan.losses import d_loss
-from pggan.networks import FUSED_UPSAMPLE_MIN_RESOLUTION, Discriminator, Generator
-from pggan.train_step import (
+from pggan.model.losses import d_loss
+from pggan.model.networks import FUSED_UPSAMPLE_MIN_RESOLUTION, Discriminator, Generator
+from pggan.training.step import (
     CriticLoss,
     StepInputs,
     build_gan_state,

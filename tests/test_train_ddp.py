@@ -8,9 +8,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pggan.distributed import DistContext, shutdown
-from pggan.train import Trainer
-from tests.train_helpers import random_pyramid, tensor_source, tiny_options
+from pggan.training.distributed import DistContext, shutdown
+from pggan.training.trainer import Trainer
+from tests.helpers import plan, random_pyramid, tensor_source, tiny_options
 
 
 def free_port() -> int:
@@ -36,7 +36,7 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         job = DistContext(rank=rank, local_rank=rank, world_size=world_size)
         source = tensor_source(random_pyramid(), rank=rank, world_size=world_size)
-        trainer = Trainer(options, job, run_dir, 3, source, log=lambda m: None)
+        trainer = Trainer(plan(options, source, job.world_size), job, run_dir, 3, log=lambda m: None)
         trainer.run()
         torch.save(_flat_params(trainer), Path(root) / f"params-rank{rank}.pt")
     finally:
@@ -52,12 +52,12 @@ def test_two_process_gloo_equals_single_process(tmp_path):
     options = tiny_options(tmp_path / "single", total_kimg=0.056)
     run_dir = Path(options.out) / options.run_name
     run_dir.mkdir(parents=True)
-    single = Trainer(options, DistContext(), run_dir, 3, tensor_source(random_pyramid()), log=lambda m: None)
+    single = Trainer(plan(options, tensor_source(random_pyramid())), DistContext(), run_dir, 3, log=lambda m: None)
     single.run()
     expected = _flat_params(single)
     # 7 steps across two resolution changes (4 → 8 → 16, mid-fade at the end).
     torch.testing.assert_close(rank0, expected, rtol=1e-4, atol=1e-5)
     assert not torch.equal(
-        expected, _flat_params(Trainer(options, DistContext(), run_dir, 3, tensor_source(random_pyramid())))
+        expected, _flat_params(Trainer(plan(options, tensor_source(random_pyramid())), DistContext(), run_dir, 3))
     )
     assert (tmp_path / "runs" / "run" / "latest.pt").is_file()  # rank 0 wrote the files

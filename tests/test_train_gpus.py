@@ -13,9 +13,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pggan.distributed import DistContext, shutdown
-from pggan.train import Trainer
-from tests.train_helpers import random_pyramid, tensor_source
+from pggan.training.distributed import DistContext, shutdown
+from pggan.training.trainer import Trainer
+from tests.helpers import plan, random_pyramid, tensor_source
 
 # config.py v2 presets at 4×4 and 8×8: 1 GPU 128/128, 2 GPUs 256/256, 4 and 8 GPUs 512/256 (global batches).
 EXPECTED = {1: {4: 128, 8: 128}, 2: {4: 256, 8: 256}, 4: {4: 512, 8: 256}, 8: {4: 512, 8: 256}}
@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 def default_schedule_options(root: Path):
-    from pggan.train_options import TrainOptions
+    from pggan.training.options import TrainOptions
 
     # Only the phase lengths are shortened: batch schedule, learning rates, stddev group and mirror are defaults.
     return TrainOptions(
@@ -55,7 +55,7 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
                 seen.append((resolution, batch_size, batch.shape[0]))
                 yield batch
 
-        trainer = Trainer(options, job, run_dir, 3, source, log=lambda m: None)
+        trainer = Trainer(plan(options, source, job.world_size), job, run_dir, 3, log=lambda m: None)
         assert trainer.run() == "done"
         s = trainer.gan
         params = torch.cat([p.detach().flatten() for n in (s.generator, s.discriminator) for p in n.parameters()])
@@ -87,7 +87,7 @@ def test_default_schedule_trains_on_n_processes(tmp_path, processes):
 @pytest.mark.slow  # nine resolutions up to 1024² on the CPU
 def test_paper_preset_trains_with_batches_14_6_3(tmp_path):
     """config.py -preset-v1-1gpu: group 16 over per-process batches 14, 6 and 3 (group = min(16, batch))."""
-    from pggan.train_options import TrainOptions
+    from pggan.training.options import TrainOptions
 
     options = TrainOptions(
         data=str(tmp_path / "data"), resolution=1024, out=str(tmp_path / "runs"), run_name="run", device="cpu",
@@ -104,7 +104,7 @@ def test_paper_preset_trains_with_batches_14_6_3(tmp_path):
             seen.append((resolution, batch.shape[0]))
             yield batch
 
-    trainer = Trainer(options, DistContext(), run_dir, 3, source, log=lambda m: None)
+    trainer = Trainer(plan(options, source), DistContext(), run_dir, 3, log=lambda m: None)
     assert trainer.options.mbstd_group_size == 16 and trainer.gan.discriminator.mbstd_group_size == 16
     assert trainer.run() == "done"
     batches = {}
@@ -122,7 +122,7 @@ def test_readme_torchrun_command_with_eight_processes(tmp_path):
     import subprocess
     import sys
 
-    from pggan.prepare import prepare_dataset
+    from pggan.data.prepare import prepare_dataset
 
     repo = Path(__file__).resolve().parents[1]
     data = tmp_path / "faces"

@@ -1,7 +1,7 @@
 """Benchmark whole PGGAN training steps (D update with GP + drift, G update, EMA) as training runs them.
 
-Each row builds a ``GanState`` with ``pggan.train_step.build_gan_state`` (as ``pggan-train`` does), enters
-the (resolution, fading) phase and times ``pggan.train_step.train_step``: after
+Each row builds a ``GanState`` with ``pggan.training.step.build_gan_state`` (as ``pggan-train`` does), enters
+the (resolution, fading) phase and times ``pggan.training.step.train_step``: after
 warm-up, the median of several steps. Because the machine may be shared, every
 timed step is followed by a timed 2048² matmul (float32 on the CPU, bf16 on a
 GPU) and the row reports the step's achieved GFLOP/s as a fraction of that
@@ -34,11 +34,12 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pggan import defaults
-from pggan.layers import EqualizedConv2dDown, EqualizedUpConv2d
-from pggan.networks import feature_maps
-from pggan.presets import OFFICIAL
+from pggan.devices import configure_torch
+from pggan.model.layers import EqualizedConv2dDown, EqualizedUpConv2d
+from pggan.model.networks import feature_maps
 from pggan.resolutions import is_resolution
-from pggan.train_step import GanState, StepInputs, build_gan_state, configure_torch, draw_step_noise, train_step
+from pggan.training.presets import OFFICIAL
+from pggan.training.step import GanState, StepInputs, build_gan_state, draw_step_noise, train_step
 
 MATMUL_SIZE = 2048
 

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from pggan.defaults import FID_IMAGES
 from pggan.errors import UserError
 
-DEFAULT_NUM_IMAGES = 50_000  # as the published numbers use
+DEFAULT_NUM_IMAGES = FID_IMAGES  # as the published numbers use
 SQRTM_EPS = 1e-6  # the usual offset added to both covariances when their product is near singular
 
 
@@ -211,9 +212,9 @@ def image_set_statistics(
     batch_size: int | None = None,
     progress: Any = None,
 ) -> FeatureStats:
-    """Statistics of ``count`` images of an opened image set (``pggan.metrics.image_sets``), read as pggan-swd
+    """Statistics of ``count`` images of an opened image set (``pggan.metrics.sources``), read as pggan-swd
     reads them: a subset chosen by ``seed`` or, for a checkpoint, the latents of ``seed``."""
-    from pggan.metrics.image_sets import image_batches
+    from pggan.metrics.sources import image_batches
 
     channels = side.channels if side.kind != "folder" and side.channels is not None else 3
     batches = image_batches(side, count, resolution, channels, seed, device)
@@ -258,8 +259,8 @@ def compare(
     """
     from tqdm import tqdm
 
-    from pggan.distributed import resolve_device
-    from pggan.metrics.image_sets import open_image_set
+    from pggan.devices import resolve_device
+    from pggan.metrics.sources import open_image_set
 
     if num_images is not None and num_images < 2:
         raise UserError("--num-images must be at least 2")
