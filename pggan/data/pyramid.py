@@ -308,11 +308,7 @@ def confirm_dataset(path: str | os.PathLike[str]) -> dict[str, Any]:
             env.close()
     if raw is None:
         raise UserError(f"{path} has no meta record")
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise UserError(f"{path} has a damaged meta record (not JSON)") from None
-    return validate_meta(meta, str(path))
+    return parse_meta(raw, path)
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -331,6 +327,11 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise _damaged(path, f"its LMDB cannot be read ({str(exc).splitlines()[0][:200]})") from None
     if raw is None:
         raise UserError(f"{path} is incomplete: it has no meta record (was pggan-prepare interrupted?)")
+    return parse_meta(raw, path)
+
+
+def parse_meta(raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A ``meta`` record's bytes as the checked dict (``validate_meta``); UserError when it is not JSON."""
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
