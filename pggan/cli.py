@@ -352,7 +352,7 @@ def swd_command(**options: Any) -> None:
     REAL and FAKE may each be a dataset made by pggan-prepare, a folder of images, or a checkpoint (or run
     directory), whose EMA generator draws the images.
     """
-    from pggan.metrics.sources import compare
+    from pggan.metrics.swd_command import compare_swd as compare
 
     report = compare(
         options["real"],

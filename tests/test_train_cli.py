@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pggan.model.checkpoint import load_checkpoint, run_progress
-from tests.train_helpers import run_console
+from tests.helpers import run_console
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 from pggan.training.distributed import DistContext, shutdown
 from pggan.training.trainer import Trainer
-from tests.train_helpers import plan, random_pyramid, tensor_source, tiny_options
+from tests.helpers import plan, random_pyramid, tensor_source, tiny_options
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ from pggan.pictures.training_video import (
 )
 from pggan.training.distributed import DistContext
 from pggan.training.trainer import Trainer
-from tests.train_helpers import plan, random_pyramid, tensor_source, tiny_options
+from tests.helpers import plan, random_pyramid, tensor_source, tiny_options
 
 
 def train(tmp_path, **overrides):
