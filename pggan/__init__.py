@@ -28,11 +28,25 @@ PUBLIC_MODULES = {
     "save_checkpoint": "pggan.model.checkpoint",
     "build_generator": "pggan.model.checkpoint",
     "build_discriminator": "pggan.model.checkpoint",
+    "position": "pggan.model.checkpoint",
     # training
     "TrainOptions": "pggan.training.options",
-    # pictures
+    # pictures: faces by seed, directions, grids, videos
+    "seed_latents": "pggan.pictures.latents",
+    "parse_seeds": "pggan.pictures.latents",
+    "slerp_path": "pggan.pictures.latents",
+    "seed_path": "pggan.pictures.latents",
+    "sefa_directions": "pggan.pictures.directions",
+    "load_direction_file": "pggan.pictures.directions",
+    "apply_direction": "pggan.pictures.directions",
+    "generate_faces_uint8": "pggan.pictures.generate",
     "generate_uint8": "pggan.pictures.generate",
+    "make_grid": "pggan.pictures.grids",
+    "save_png": "pggan.pictures.grids",
     "save_image_grid": "pggan.pictures.grids",
+    "render_training_video": "pggan.pictures.training_video",
+    "Explorer": "pggan.pictures.explore.faces",  # the explore page's faces, without HTTP
+    "run_explore": "pggan.pictures.explore.server",  # pggan-explore
     # metrics
     "sliced_wasserstein_pyramid": "pggan.metrics.swd",
     "frechet_distance": "pggan.metrics.fid",

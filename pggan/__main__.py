@@ -6,7 +6,15 @@ Handy for launchers that take a module, e.g.
 
 import click
 
-from pggan.cli import fid_command, import_command, prepare_command, sample_command, swd_command, train_command
+from pggan.cli import (
+    explore_command,
+    fid_command,
+    import_command,
+    prepare_command,
+    sample_command,
+    swd_command,
+    train_command,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,6 +25,7 @@ def main() -> None:
 main.add_command(prepare_command, "prepare")
 main.add_command(train_command, "train")
 main.add_command(sample_command, "sample")
+main.add_command(explore_command, "explore")
 main.add_command(swd_command, "swd")
 main.add_command(import_command, "import")
 main.add_command(fid_command, "fid")

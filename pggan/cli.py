@@ -303,6 +303,43 @@ def sample_command(checkpoint: str, **options: Any) -> None:
         click.echo(f"wrote {images} images to {options['outdir']}")
 
 
+# ---------------------------------------------------------------- pggan-explore
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.argument("checkpoint", type=click.Path())
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. 0.0.0.0 lets anyone on the network use the page (and the GPU): a warning is printed.",
+)
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--direction",
+    "directions",
+    multiple=True,
+    help="NAME=FILE.npy: a slider for this direction file (InterFaceGAN format); repeat for more.",
+)
+@click.option("--sefa", type=int, default=5, show_default=True, help="Sliders for the first N closed-form directions.")
+@click.option("--raw", is_flag=True, help="Use the trained generator instead of its EMA average.")
+@click.option(
+    "--cache-mb", type=float, default=256, show_default=True, help="Memory for rendered faces (least recently used go)."
+)
+@click.option(
+    "--open", "open_browser", is_flag=True, help="Open the page in this machine's browser (if it has a display)."
+)
+@click.option("--verbose", is_flag=True, help="Log every request.")
+@_one_line_errors
+def explore_command(checkpoint: str, **options: Any) -> None:
+    """Serve a web page to browse, pick, morph and edit the faces of CHECKPOINT (a file or a run directory).
+
+    Runs in the foreground until Ctrl-C. From another machine, tunnel the port: ssh -L 8000:127.0.0.1:8000 HOST.
+    """
+    from pggan.pictures.explore.server import run_explore
+
+    run_explore(checkpoint, **options)
+
+
 # ---------------------------------------------------------------- pggan-swd
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("real", type=click.Path())
@@ -325,7 +362,7 @@ def swd_command(**options: Any) -> None:
     REAL and FAKE may each be a dataset made by pggan-prepare, a folder of images, or a checkpoint (or run
     directory), whose EMA generator draws the images.
     """
-    from pggan.metrics.sources import compare
+    from pggan.metrics.swd_command import compare_swd as compare
 
     report = compare(
         options["real"],

@@ -46,8 +46,21 @@ GRID_SIZE = 8
 GRID_TICKS = 1
 #: The official runs are float32: TF32 convolutions and matmuls stay off unless asked for.
 TF32 = False
+#: Consecutive non-finite steps after which a run stops. A single non-finite step is skipped, as the official
+#: code does (tfutil applies gradients only when all are finite): it changes no weight and no Adam moment. Each
+#: step draws a fresh batch and fresh latents, so a transient overflow does not repeat ten times in a row, while
+#: a network that overflows on every input never recovers (skipped steps change nothing): ten in a row stop the
+#: run seconds after it broke, with the last good checkpoint kept, where the official code would skip for ever.
+MAX_NONFINITE_STEPS = 10
 #: Minutes a process of a multi-process job waits for a silent peer before the job stops (torch's own: 30).
 DIST_TIMEOUT_MINUTES = 5.0
+
+# Reading user files (pggan-prepare, metric inputs).
+#: Largest image file (or zip member, or list of image paths) that is read; larger ones are skipped before a
+#: byte is read. Twice the uncompressed size of an 8-bit RGB image at Pillow's decompression-bomb threshold
+#: (89.5 M pixels, 268 MB): any camera's photo fits, and a zip bomb or a device behind a symlink cannot fill
+#: the memory of every decoding process.
+MAX_IMAGE_FILE_BYTES = 512 << 20
 
 # pggan-sample: grids, PNG folders and latent-walk videos.
 SAMPLE_ROWS = 8

@@ -41,7 +41,7 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def faces16(tmp_path_factory):
     """The bundled sample faces prepared at 16x16 with pggan-prepare (once per test session)."""
-    from tests.train_helpers import run_console
+    from tests.helpers import run_console
 
     out = tmp_path_factory.mktemp("data") / "faces16"
     sample = Path(__file__).resolve().parents[1] / "datasets" / "sample"

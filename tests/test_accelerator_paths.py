@@ -22,7 +22,7 @@ from pggan.model.networks import Discriminator, Generator
 from pggan.training.step import GanState, StepInputs, build_gan_state, draw_step_noise, train_step
 from pggan.training.trainer import Trainer
 from tests.device import TEST_DEVICE
-from tests.train_helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
+from tests.helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
 
 #: bf16 against float32 on the same batch and weights: each logged term within 2 % of (|float32 value| + 1).
 #: bf16 keeps 8 bits of mantissa (0.4 % per rounding); measured on these 16-channel nets: at most 0.7 %.

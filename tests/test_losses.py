@@ -38,12 +38,7 @@ def test_d_loss_terms_for_linear_critic():
     fakes = torch.randn(8, 3, 2, 2, dtype=torch.float64)
     loss, stats = d_loss(critic, reals, fakes)
     real_scores, fake_scores = critic(reals), critic(fakes)
-    expected = (
-        fake_scores.mean()
-        - real_scores.mean()
-        + LAMBDA * (w.norm() - 1) ** 2
-        + DRIFT * (real_scores**2).mean()
-    )
+    expected = fake_scores.mean() - real_scores.mean() + LAMBDA * (w.norm() - 1) ** 2 + DRIFT * (real_scores**2).mean()
     torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(stats["wdist"].double(), real_scores.mean() - fake_scores.mean(), rtol=1e-5, atol=1e-5)
 

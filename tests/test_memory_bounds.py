@@ -21,7 +21,7 @@ from pggan.training.plan import dataset_batch_source, plan_run
 from pggan.training.step import StepInputs, draw_step_noise, train_step
 from pggan.training.trainer import Trainer
 from tests.device import TEST_DEVICE, cpu_only
-from tests.train_helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
+from tests.helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_train

@@ -11,7 +11,8 @@ from PIL import Image
 
 from pggan.cli import swd_command, train_command
 from pggan.data.prepare import prepare_dataset
-from pggan.metrics.sources import compare, image_batches, open_image_set
+from pggan.metrics.sources import image_batches, open_image_set
+from pggan.metrics.swd_command import compare_swd as compare
 from tests.device import DEVICE_ARG
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"

@@ -18,8 +18,6 @@ from PIL import Image
 
 from pggan.cli import sample_command
 from pggan.errors import UserError
-from pggan.model.checkpoint import network_state, save_checkpoint
-from pggan.model.networks import Discriminator, Generator
 from pggan.pictures.directions import (
     apply_direction,
     load_direction_file,
@@ -28,18 +26,15 @@ from pggan.pictures.directions import (
     sefa_factorize,
 )
 from pggan.pictures.latents import seed_latents
+from tests.helpers import tiny_checkpoint
 
 LATENT = 8
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(2)
-    g = Generator(16, latent_size=LATENT, fmap_base=32, fmap_max=8)
-    d = Discriminator(16, fmap_base=32, fmap_max=8)
     path = tmp_path_factory.mktemp("run") / "latest.pt"
-    save_checkpoint(network_state(g, d, g, resolution=16, alpha=1.0), path)
-    return path, g.eval()
+    return path, tiny_checkpoint(path, latent_size=LATENT, seed=2)[0]
 
 
 def reference_sefa(weight):

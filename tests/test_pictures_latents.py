@@ -15,8 +15,6 @@ from PIL import Image
 
 from pggan.cli import sample_command
 from pggan.errors import UserError
-from pggan.model.checkpoint import network_state, save_checkpoint
-from pggan.model.networks import Discriminator, Generator
 from pggan.pictures.generate import generate_faces_uint8
 from pggan.pictures.latents import (
     MAX_SEED,
@@ -27,6 +25,7 @@ from pggan.pictures.latents import (
     to_sphere,
 )
 from pggan.pixels import images_to_uint8
+from tests.helpers import tiny_checkpoint
 
 LATENT = 8
 
@@ -44,12 +43,8 @@ def reference_face(generator, seed, resolution=16, alpha=1.0):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(1)
-    g = Generator(16, latent_size=LATENT, fmap_base=32, fmap_max=8)
-    d = Discriminator(16, fmap_base=32, fmap_max=8)
     path = tmp_path_factory.mktemp("run") / "latest.pt"
-    save_checkpoint(network_state(g, d, g, resolution=16, alpha=1.0), path)
-    return path, g.eval()
+    return path, tiny_checkpoint(path, latent_size=LATENT, seed=1)[0]
 
 
 def invoke(*args):

@@ -94,6 +94,13 @@ def test_killed_build_leaves_the_earlier_dataset_intact(dataset, tmp_path):
     assert builder.poll() is None, "the builder finished before it could be killed: " + builder.stderr.read().decode()
     os.killpg(builder.pid, signal.SIGKILL)  # the builder and its decoding workers
     builder.wait(timeout=30)
+    gone = time.monotonic() + 30  # forked workers share the dataset lock until the kernel has ended them too
+    while time.monotonic() < gone:
+        try:
+            os.killpg(builder.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
     assert partial is not None and partial.exists()  # it was caught mid-way
     assert digest(dataset) == before
     assert read_meta(dataset)["count"] == 29

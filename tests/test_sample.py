@@ -7,23 +7,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pggan.cli import sample_command
-from pggan.model.checkpoint import network_state, save_checkpoint
-from pggan.model.networks import Discriminator, Generator
+from pggan.model.checkpoint import save_checkpoint
 from pggan.pictures.grids import make_grid, parse_grid_size, save_image_grid
 from pggan.pixels import images_to_uint8
+from tests.helpers import tiny_checkpoint
 
 LATENT = 8
-
-
-def tiny_checkpoint(path, channels=3, resolution=16, alpha=0.5):
-    """A tiny checkpoint whose EMA generator differs from the raw one, so --raw is observable."""
-    torch.manual_seed(0)
-    g = Generator(16, channels=channels, latent_size=LATENT, fmap_base=32, fmap_max=8)
-    d = Discriminator(16, channels=channels, fmap_base=32, fmap_max=8)
-    ema = Generator(**g.config)
-    ema.load_state_dict({k: v + 0.05 * torch.randn_like(v) for k, v in g.state_dict().items()})
-    save_checkpoint(network_state(g, d, ema, resolution=resolution, alpha=alpha), path)
-    return g.eval(), ema.eval()
 
 
 def seed_latents(count, seed):
@@ -58,7 +47,7 @@ def invoke(*args):
 @pytest.fixture
 def checkpoint(tmp_path):
     path = tmp_path / "run" / "latest.pt"
-    nets = tiny_checkpoint(path)
+    nets = tiny_checkpoint(path, alpha=0.5, ema_offset=0.05)[:2]  # the EMA differs: --raw is observable
     return path, nets
 
 
@@ -106,7 +95,7 @@ def test_outdir_images_match_the_grid_tiles(tmp_path, checkpoint):
 
 def test_grayscale_checkpoint_writes_L_mode_pngs(tmp_path):
     path = tmp_path / "gray.pt"
-    _, ema = tiny_checkpoint(path, channels=1, resolution=8, alpha=1.0)
+    _, ema, _ = tiny_checkpoint(path, channels=1, resolution=8, ema_offset=0.05)
     out, outdir = tmp_path / "g.png", tmp_path / "imgs"
     result = invoke(path, "--grid", out, "--rows", 2, "--cols", 2, "--outdir", outdir, "--count", 1, "--batch-size", 4)
     assert result.exit_code == 0, result.output

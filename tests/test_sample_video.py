@@ -9,21 +9,12 @@ import torch
 from click.testing import CliRunner
 
 from pggan.cli import sample_command
-from pggan.model.checkpoint import network_state, save_checkpoint
-from pggan.model.networks import Discriminator, Generator
 from pggan.pictures.latents import slerp
 from pggan.pictures.video import gaussian_walk, keyframe_walk, write_mp4
 from pggan.pixels import images_to_uint8
+from tests.helpers import tiny_checkpoint
 
 LATENT = 8
-
-
-def tiny_checkpoint(path, channels=3):
-    torch.manual_seed(0)
-    g = Generator(16, channels=channels, latent_size=LATENT, fmap_base=32, fmap_max=8)
-    d = Discriminator(16, channels=channels, fmap_base=32, fmap_max=8)
-    save_checkpoint(network_state(g, d, g, resolution=16, alpha=1.0), path)
-    return g.eval()
 
 
 def decode(path):
@@ -45,7 +36,7 @@ def cosine(a, b):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("run") / "latest.pt"
-    return path, tiny_checkpoint(path)
+    return path, tiny_checkpoint(path)[0]
 
 
 # ---------------------------------------------------------------- walks

@@ -17,6 +17,7 @@ TOOLS = Path(__file__).resolve().parents[1] / "tools"
 SMOKE_RUNS: dict[str, list[str]] = {
     "bench_data.py": ["--images-256", "2", "--images-1024", "1", "--workers", "1", "--loader-seconds", "0.1", "--json"],
     "bench_directions.py": ["--smoke", "--json"],
+    "bench_explore.py": ["--smoke", "--json"],
     "bench_fid.py": ["--smoke"],
     "bench_import.py": ["--smoke", "--workdir", "{tmp}", "--rows", "1", "--cols", "1"],
     "bench_sample.py": [
@@ -87,7 +88,7 @@ def test_tool_runs(script, tmp_path):
             assert stage["result"] and f"\n{name:<12} ok" in done.stdout
         return
     if "--json" in args and script != "mutation_check.py":
-        last_line_json = script in ("bench_train.py", "bench_directions.py")
+        last_line_json = script in ("bench_train.py", "bench_directions.py", "bench_explore.py")
         json.loads(done.stdout.strip().splitlines()[-1] if last_line_json else done.stdout)
 
 

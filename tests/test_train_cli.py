@@ -13,7 +13,7 @@ import torch
 
 from pggan.model.checkpoint import load_checkpoint, run_progress
 from tests.device import DEVICE_ARG
-from tests.train_helpers import run_console
+from tests.helpers import run_console
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

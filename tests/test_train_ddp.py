@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from pggan.training.distributed import DistContext, shutdown
 from pggan.training.trainer import Trainer
 from tests.device import ddp_world_size, init_test_group
-from tests.train_helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
+from tests.helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from pggan.training.distributed import DistContext, shutdown
 from pggan.training.trainer import Trainer
 from tests.device import DEVICE_ARG, ON_CUDA, init_test_group
-from tests.train_helpers import plan, random_pyramid, single_job, tensor_source
+from tests.helpers import plan, random_pyramid, single_job, tensor_source
 
 # config.py v2 presets at 4×4 and 8×8: 1 GPU 128/128, 2 GPUs 256/256, 4 and 8 GPUs 512/256 (global batches).
 EXPECTED = {1: {4: 128, 8: 128}, 2: {4: 256, 8: 256}, 4: {4: 512, 8: 256}, 8: {4: 512, 8: 256}}

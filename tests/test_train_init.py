@@ -14,8 +14,8 @@ from pggan.training.init import entry_images
 from pggan.training.schedule import Schedule
 from pggan.training.trainer import Trainer
 from tests.device import DEVICE_ARG
+from tests.helpers import plan, random_pyramid, run_console, single_job, tensor_source, tiny_options
 from tests.official_pickles import official_states, write_official_pickle
-from tests.train_helpers import plan, random_pyramid, run_console, single_job, tensor_source, tiny_options
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -6,7 +6,7 @@ import torch
 
 from pggan.model.checkpoint import load_checkpoint, run_progress
 from pggan.training.trainer import Trainer
-from tests.train_helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
+from tests.helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
 
 
 def make_trainer(tmp_path, resume_checkpoint=None, **overrides):

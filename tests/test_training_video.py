@@ -20,7 +20,7 @@ from pggan.pictures.training_video import (
     training_video_frames,
 )
 from pggan.training.trainer import Trainer
-from tests.train_helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
+from tests.helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
 
 
 def train(tmp_path, **overrides):

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("pggan", "tests", "tools", "pytest.ini", "datasets/sample")
+COPIED = ("pggan", "tests", "tools", "pytest.ini", "datasets/sample", "README.md")
 
 
 @dataclass(frozen=True)
@@ -240,6 +240,36 @@ MUTATIONS: list[Mutation] = [
         "sigma = (self.m2 / (self.count - 1))",
         "sigma = (self.m2 / self.count)",
         (CONST, "tests/test_fid.py"),
+    ),
+    # ---- the run's timeline (resume keeps every cadence)
+    Mutation(
+        "timeline forgets saved cadences",
+        "pggan/training/timeline.py",
+        "elif saved.get(name) is not None:",
+        "elif False:",
+        ("tests/test_train_loop.py::test_stopped_and_resumed_run_keeps_tick_and_swd_cadence",),
+    ),
+    # ---- pictures: the seed rule, SeFa
+    Mutation(
+        "seed rule off by one",
+        "pggan/pictures/latents.py",
+        "        rng.seed(seed)\n",
+        "        rng.seed(seed + 1)\n",
+        ("tests/test_pictures_latents.py",),
+    ),
+    Mutation(
+        "sefa rows not normalised",
+        "pggan/pictures/directions.py",
+        "    a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-300)\n",
+        "",
+        ("tests/test_pictures_directions.py",),
+    ),
+    Mutation(
+        "sefa ascending eigenvalues",
+        "pggan/pictures/directions.py",
+        "order = torch.argsort(values, descending=True, stable=True)",
+        "order = torch.argsort(values, descending=False, stable=True)",
+        ("tests/test_pictures_directions.py",),
     ),
     # ---- the importer and atomic writes
     Mutation(

@@ -7,7 +7,11 @@ same dataset indices, however many worker processes decode them.
 
 Decoding is defensive because real collections are messy: anything that goes
 wrong with one file (empty, truncated, not an image, too small, a decompression
-bomb) becomes a :class:`SkipImage` with a reason for the report, never a crash.
+bomb, not enough memory) becomes a :class:`SkipImage` with a reason for the
+report, never a crash. Only regular files are read (a FIFO would block for
+ever, ``/dev/zero`` behind a symlink would read for ever), and a file or zip
+member larger than :data:`pggan.defaults.MAX_IMAGE_FILE_BYTES` is skipped by
+its size, before anything is read (zip bombs).
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pggan.defaults import MAX_IMAGE_FILE_BYTES
 from pggan.errors import UserError
+from pggan.input_files import FileTooLarge, NotRegularFile, human_bytes, open_regular, read_regular
 
 IMAGE_EXTENSIONS = frozenset(".jpg .jpeg .jpe .jfif .png .webp .bmp .dib .tif .tiff .gif .ppm .pgm .pbm .pnm".split())
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
@@ -65,17 +72,17 @@ def _list_folder(folder: Path) -> list[ImageItem]:
 
 def _list_zip(archive: Path) -> list[ImageItem]:
     try:
-        with zipfile.ZipFile(archive) as handle:
+        with open_regular(archive) as raw, zipfile.ZipFile(raw) as handle:
             names = [info.filename for info in handle.infolist() if not info.is_dir()]
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise UserError(f"cannot read zip file {archive}: {exc}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise UserError(f"cannot read zip file {archive}: {str(exc).splitlines()[0][:200]}") from None
     names = [n for n in names if not any(_is_hidden(part) for part in n.split("/"))]
     return [ImageItem(str(archive), member) for member in sorted(names)]
 
 
 def _list_text(listing: Path) -> list[ImageItem]:
     try:
-        lines = listing.read_text(encoding="utf-8").splitlines()
+        lines = read_regular(listing, MAX_IMAGE_FILE_BYTES).decode("utf-8").splitlines()
     except UnicodeDecodeError:
         raise UserError(f"{listing} is not a text list of image paths (not UTF-8 text)") from None
     items = []
@@ -127,32 +134,67 @@ def list_images(sources: list[str]) -> tuple[list[ImageItem], list[tuple[str, st
 _open_zips: dict[str, tuple[int, zipfile.ZipFile]] = {}
 
 
-def read_bytes(item: ImageItem) -> bytes:
-    """The file's bytes; SkipImage if it cannot be read. Zip handles are cached per process."""
+def _zip_member(item: ImageItem, limit: int) -> bytes:
+    """A zip member's bytes, refused by its declared size before inflating, and never more than ``limit``."""
+    cached = _open_zips.get(item.path)
+    if cached is None or cached[0] != os.getpid():
+        cached = (os.getpid(), zipfile.ZipFile(open_regular(item.path)))
+        _open_zips[item.path] = cached
+    archive = cached[1]
+    info = archive.getinfo(item.member)
+    if info.file_size > limit:
+        raise SkipImage(_refused_file(FileTooLarge(item.name, info.file_size, limit)))
+    with archive.open(info) as member:
+        data = member.read(info.file_size + 1)  # zipfile stops at the declared size; a longer stream fails its CRC
+    if len(data) > limit:
+        raise SkipImage(f"larger than the {human_bytes(limit)} limit for one image")
+    return data
+
+
+def read_bytes(item: ImageItem, limit: int = MAX_IMAGE_FILE_BYTES) -> bytes:
+    """The file's bytes; SkipImage if it cannot be read. Zip handles are cached per process.
+
+    Only regular files are read, and only when they (or a zip member's declared size) are at most ``limit``.
+    """
     try:
         if item.member is None:
-            return Path(item.path).read_bytes()
-        cached = _open_zips.get(item.path)
-        if cached is None or cached[0] != os.getpid():
-            cached = (os.getpid(), zipfile.ZipFile(item.path))
-            _open_zips[item.path] = cached
-        return cached[1].read(item.member)
+            return read_regular(item.path, limit)
+        return _zip_member(item, limit)
+    except (NotRegularFile, FileTooLarge) as exc:
+        raise SkipImage(_refused_file(exc)) from None
+    except MemoryError:
+        raise SkipImage("not enough memory to read it") from None
     except FileNotFoundError:
         raise SkipImage("file not found") from None
     except IsADirectoryError:
         raise SkipImage("is a directory") from None
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
-        raise SkipImage(f"cannot read: {exc}") from None
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, KeyError, ValueError) as exc:
+        raise SkipImage(f"cannot read: {str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}") from None
 
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
 
 
+def _refused_file(exc: NotRegularFile | FileTooLarge) -> str:
+    """The report's reason for a file that is never read."""
+    if isinstance(exc, NotRegularFile):
+        return f"not a regular file ({exc.kind})"
+    return f"larger than the {human_bytes(exc.limit)} limit for one image ({human_bytes(exc.size)})"
+
+
+def _open_for_probe(item: ImageItem) -> BinaryIO:
+    """The image file open for reading its header: a regular file within the limit, else SkipImage."""
+    try:
+        return open_regular(item.path, MAX_IMAGE_FILE_BYTES)
+    except (NotRegularFile, FileTooLarge) as exc:
+        raise SkipImage(_refused_file(exc)) from None
+
+
 def probe_image(item: ImageItem) -> tuple[int, int, bool]:
     """(width, height, grayscale) from the file's header, without decoding the pixels; SkipImage if unreadable."""
     try:
-        source = item.path if item.member is None else io.BytesIO(read_bytes(item))
-        with Image.open(source) as image:
+        source = _open_for_probe(item) if item.member is None else io.BytesIO(read_bytes(item))
+        with source, Image.open(source) as image:
             width, height = image.size
             return width, height, image.mode in GRAY_MODES or image.mode.startswith("I;16")
     except SkipImage:

@@ -13,8 +13,10 @@ refused.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ FORMAT_VERSION = 1
 META_KEY = b"meta"
 ENCODINGS = ("raw", "png")
 PNG_COMPRESS_LEVEL = 4  # about the size of levels 6-9 on photos at less encode time (tools/bench_data.py)
-MAP_SIZE = 1 << 40  # 1 TiB of address space; LMDB files are sparse, so this costs nothing on disk
+MAP_SIZE = 1 << 40  # 1 TiB of address space for building; LMDB files are sparse, so this costs nothing on disk
 
 
 def record_key(resolution: int, index: int) -> bytes:
@@ -171,11 +173,44 @@ class DatasetDamaged(UserError):
     """The dataset's files are truncated or corrupted: it must be copied again or rebuilt."""
 
 
-def _damaged(path: str | os.PathLike[str], what: str) -> DatasetDamaged:
+class DatasetUnmappable(UserError):
+    """``data.mdb`` is fine but cannot be mapped into this process's address space (``ulimit -v``)."""
+
+
+def _damaged(path: str | os.PathLike[str], what: str, meta_lost: bool = False) -> DatasetDamaged:
+    """The one-line damage report; ``meta_lost``: its meta record cannot be read, so --overwrite cannot confirm it."""
+    if meta_lost:
+        return DatasetDamaged(
+            f"{path} is damaged: {what}. Copy it again from a good copy, or remove it and rebuild it with "
+            f"pggan-prepare SOURCE... --out {path} --resolution R (--overwrite replaces only a dataset whose meta "
+            "record can be read)"
+        )
     return DatasetDamaged(
         f"{path} is damaged: {what}. Copy it again from a good copy, or rebuild it with "
         f"pggan-prepare SOURCE... --out {path} --resolution R --overwrite"
     )
+
+
+def _unmappable(path: str | os.PathLike[str], size: int) -> DatasetUnmappable:
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    shown = "unlimited" if limit == resource.RLIM_INFINITY else f"{limit / 2**30:.1f} GiB"
+    return DatasetUnmappable(
+        f"cannot map {Path(path) / 'data.mdb'} ({size / 2**30:.2f} GiB) into memory: the address-space limit "
+        f"(ulimit -v: {shown}) leaves too little room. The dataset is not damaged; raise the limit"
+    )
+
+
+def read_map_size(path: str | os.PathLike[str]) -> int:
+    """The map size for reading a finished dataset: its file's size, in whole pages.
+
+    Reading needs no room to grow, so the map is as large as the data and no larger: a dataset opens under an
+    address-space limit (``ulimit -v``, common on clusters) as long as the file itself fits. LMDB enlarges it
+    to what the file's header says if that is more (a truncated file, refused before any page is read).
+    """
+    size = os.stat(Path(path) / "data.mdb").st_size
+    return max(mmap.PAGESIZE, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE)
 
 
 def open_env(path: str | os.PathLike[str]) -> Any:
@@ -184,30 +219,38 @@ def open_env(path: str | os.PathLike[str]) -> Any:
     LMDB maps ``data.mdb`` into memory, and reading a page past the end of a truncated file kills the process
     with SIGBUS, which no ``except`` can catch. So before any data page is touched, the file's size is checked
     against what the environment's header says it holds (its last page × the page size): LMDB reads that header
-    with ``pread``, never through the map.
+    with ``pread``, never through the map. A map that the address-space limit refuses is reported as such.
     """
     import lmdb
 
     data_file = Path(path) / "data.mdb"
+    map_size = read_map_size(path)
     try:
         env = lmdb.open(
-            str(path), readonly=True, lock=False, readahead=False, max_readers=2048, subdir=True, map_size=MAP_SIZE
+            str(path), readonly=True, lock=False, readahead=False, max_readers=2048, subdir=True, map_size=map_size
         )
     except lmdb.Error as exc:
-        raise _damaged(path, f"data.mdb is not a readable LMDB file ({str(exc).splitlines()[0][:120]})") from None
+        if isinstance(exc, lmdb.MemoryError) or getattr(exc, "errno", None) == errno.ENOMEM or (
+            "Cannot allocate memory" in str(exc)
+        ):
+            raise _unmappable(path, map_size) from None
+        raise _damaged(path, f"data.mdb is not a readable LMDB file ({str(exc).splitlines()[0][:120]})", True) from None
     try:
         needed = (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
         size = os.stat(data_file).st_size
     except (lmdb.Error, OSError) as exc:
         env.close()
-        raise _damaged(path, f"its LMDB header cannot be read ({str(exc).splitlines()[0][:120]})") from None
+        raise _damaged(path, f"its LMDB header cannot be read ({str(exc).splitlines()[0][:120]})", True) from None
     if size < needed:
         env.close()
-        raise _damaged(path, f"data.mdb holds {size:,} bytes but its LMDB needs {needed:,} (a partial copy or sync?)")
+        raise _damaged(
+            path, f"data.mdb holds {size:,} bytes but its LMDB needs {needed:,} (a partial copy or sync?)", True
+        )
     return env
 
 
 _shared_envs: dict[tuple[int, int], tuple[int, Any]] = {}
+_mapped: dict[int, int] = {}  # id(env) -> the map size it was opened with
 
 
 def shared_env(path: str | os.PathLike[str]) -> Any:
@@ -224,14 +267,48 @@ def shared_env(path: str | os.PathLike[str]) -> Any:
     pid = os.getpid()
     entry = _shared_envs.get(key)
     if entry is not None and entry[0] == pid:
-        return entry[1]
+        env = entry[1]
+        if stat.st_size > _mapped.get(id(env), stat.st_size):  # rewritten in place since (tests do): map it all
+            _mapped[id(env)] = read_map_size(path)
+            env.set_mapsize(_mapped[id(env)])
+        return env
     for inherited_key, (owner, env) in list(_shared_envs.items()):
         if owner != pid:
             env.close()
+            _mapped.pop(id(env), None)
             del _shared_envs[inherited_key]
     env = open_env(path)
     _shared_envs[key] = (pid, env)
+    _mapped[id(env)] = read_map_size(path)
     return env
+
+
+def confirm_dataset(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``meta`` record of the dataset at ``path``, read through a handle of its own that is closed again.
+
+    For deciding whether a directory may be replaced (``pggan-prepare --overwrite``): only a directory whose
+    meta record says it is a pggan dataset is; a UserError says why not. Nothing stays mapped afterwards.
+    """
+    import lmdb
+
+    path = Path(path)
+    if not (path / "data.mdb").is_file():
+        raise UserError(f"{path} has no data.mdb")
+    stat = os.stat(path / "data.mdb")
+    entry = _shared_envs.get((stat.st_dev, stat.st_ino))
+    shared = entry is not None and entry[0] == os.getpid()
+    env = shared_env(path) if shared else open_env(path)  # one handle per file and process, as LMDB requires
+    try:
+        with env.begin() as txn:
+            raw = txn.get(META_KEY)
+    except lmdb.Error as exc:
+        raise UserError(f"its LMDB cannot be read ({str(exc).splitlines()[0][:120]})") from None
+    finally:
+        if not shared:
+            env.close()
+    if raw is None:
+        raise UserError(f"{path} has no meta record")
+    return parse_meta(raw, path)
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -250,6 +327,11 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise _damaged(path, f"its LMDB cannot be read ({str(exc).splitlines()[0][:200]})") from None
     if raw is None:
         raise UserError(f"{path} is incomplete: it has no meta record (was pggan-prepare interrupted?)")
+    return parse_meta(raw, path)
+
+
+def parse_meta(raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A ``meta`` record's bytes as the checked dict (``validate_meta``); UserError when it is not JSON."""
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):

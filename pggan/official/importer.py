@@ -28,8 +28,10 @@ into pggan's networks:
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,8 +215,52 @@ def expected_discriminator_shapes(
 
 
 # ---------------------------------------------------------------------------------------------- validation
+#: Bounds on what a network pickle's static_kwargs may say. Variables are compared with the shapes these
+#: imply, so the bounds only keep absurd numbers (2**1000) out of arithmetic and messages.
+FMAP_LIMIT = 1 << 20
+GROUP_LIMIT = 1 << 16
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 60
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxtuple, _SHOW.maxdict = 2, 4, 4, 4
+
+
+def describe(value: Any) -> str:
+    """A bounded, one-line repr of a value read from the file: never recursion, never a huge string."""
+    return _SHOW.repr(value).replace("\n", "\\n")
+
+
 def _fail(where: str, message: str) -> UserError:
     return UserError(f"{where}: {message}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _int_field(value: Any, what: str, role: str, low: int, high: int) -> int:
+    """``value`` as an int in [low, high] (Python or numpy integers only); a one-line refusal otherwise."""
+    if not _is_int(value):
+        raise _fail(role, f"{what} is {describe(value)}, not an integer")
+    if not low <= int(value) <= high:
+        raise _fail(role, f"{what} {int(value)} is outside [{low}, {high}]")
+    return int(value)
+
+
+def _float_field(value: Any, what: str, role: str) -> float:
+    """``value`` as a finite float (ints, floats, numpy scalars); a one-line refusal otherwise."""
+    if not isinstance(value, (numbers.Real, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
+        raise _fail(role, f"{what} is {describe(value)}, not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise _fail(role, f"{what} is {number}, not a finite number")
+    return number
+
+
+def _bool_field(value: Any, what: str, role: str) -> bool:
+    """``value`` as a bool (bools, numpy bools, the ints 0 and 1); a one-line refusal otherwise."""
+    if isinstance(value, (bool, np.bool_)) or (_is_int(value) and int(value) in (0, 1)):
+        return bool(value)
+    raise _fail(role, f"{what} is {describe(value)}, not True or False")
 
 
 def _network_state(obj: Any, role: str, func: str) -> dict[str, Any]:
@@ -226,11 +272,12 @@ def _network_state(obj: Any, role: str, func: str) -> dict[str, Any]:
         raise _fail(role, "the network holds no state dict")
     name = state.get("build_func_name")
     if obj.module_name.startswith("dnnlib") or name in STYLEGAN_FUNCS or "components" in state:
-        raise _fail(role, f"a StyleGAN network ({name}) cannot be represented by pggan; only G_paper/D_paper")
-    if state.get("version") != 2:
-        raise _fail(role, f"unsupported tfutil.Network state version {state.get('version')!r} (expected 2)")
+        raise _fail(role, f"a StyleGAN network ({describe(name)}) cannot be represented by pggan; only G_paper/D_paper")
+    version = state.get("version")
+    if not (_is_int(version) and int(version) == 2):
+        raise _fail(role, f"unsupported tfutil.Network state version {describe(version)} (expected 2)")
     if name != func:
-        raise _fail(role, f"built by {name!r}, expected {func!r}: not a network of the paper's architecture")
+        raise _fail(role, f"built by {describe(name)}, expected {func!r}: not a network of the paper's architecture")
     if not isinstance(state.get("static_kwargs"), dict) or not isinstance(state.get("variables"), (list, tuple)):
         raise _fail(role, "malformed state (static_kwargs or variables missing)")
     return state
@@ -243,52 +290,63 @@ def _variables(state: dict[str, Any], role: str) -> dict[str, np.ndarray]:
         if not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[0], str):
             raise _fail(role, "malformed variable list (expected (name, array) pairs)")
         name, value = item
+        shown = describe(name)
         if isinstance(value, (float, int)) and not isinstance(value, bool):
             value = np.asarray(value, dtype=np.float64)
         if not isinstance(value, (np.ndarray, np.generic)):
-            raise _fail(role, f"variable {name} is a {type(value).__name__}, not a numeric array")
+            raise _fail(role, f"variable {shown} is a {type(value).__name__}, not a numeric array")
         value = np.asarray(value)
         if value.dtype == np.float16:
-            raise _fail(role, f"variable {name} is float16: float16 networks are not supported")
+            raise _fail(role, f"variable {shown} is float16: float16 networks are not supported")
         if value.dtype.kind not in "fiu":
-            raise _fail(role, f"variable {name} has dtype {value.dtype}, expected numeric data")
+            raise _fail(role, f"variable {shown} has dtype {value.dtype}, expected numeric data")
         if name in result:
-            raise _fail(role, f"variable {name} appears twice")
+            raise _fail(role, f"variable {shown} appears twice")
         result[name] = value
     return result
 
 
 def _check_kwargs(kwargs: dict[str, Any], role: str) -> None:
-    """Refuse the static_kwargs of G_paper / D_paper that pggan cannot represent."""
+    """Refuse the static_kwargs of G_paper / D_paper that pggan cannot represent (every one type-checked)."""
 
     def get(key: str) -> Any:
         return kwargs.get(key, SOURCE_DEFAULTS[key])
 
-    if get("label_size"):
-        raise _fail(role, f"conditional network (label_size {get('label_size')}): labels are not supported")
-    if not get("use_wscale"):
+    label_size = _int_field(get("label_size"), "label_size", role, 0, 1 << 30)
+    if label_size:
+        raise _fail(role, f"conditional network (label_size {label_size}): labels are not supported")
+    if not _bool_field(get("use_wscale"), "use_wscale", role):
         raise _fail(role, "use_wscale=False (no equalized learning rate) is not supported")
-    if str(get("dtype")) != "float32":
-        raise _fail(role, f"dtype {get('dtype')} networks are not supported (float32 only)")
-    if float(get("fmap_decay")) != 1.0:
-        raise _fail(role, f"fmap_decay {get('fmap_decay')} is not supported (1.0 only)")
+    if not isinstance(get("dtype"), str) or get("dtype") != "float32":
+        raise _fail(role, f"dtype {describe(get('dtype'))} networks are not supported (float32 only)")
+    if _float_field(get("fmap_decay"), "fmap_decay", role) != 1.0:
+        raise _fail(role, f"fmap_decay {describe(get('fmap_decay'))} is not supported (1.0 only)")
     for key in ("normalize_latents", "use_pixelnorm", "use_leakyrelu"):
-        if not get(key):
+        if not _bool_field(get(key), key, role):
             raise _fail(role, f"{key}=False is not supported")
-    if float(get("pixelnorm_epsilon")) != 1e-8:
-        raise _fail(role, f"pixelnorm_epsilon {get('pixelnorm_epsilon')} is not supported (1e-8 only)")
+    if _float_field(get("pixelnorm_epsilon"), "pixelnorm_epsilon", role) != 1e-8:
+        raise _fail(role, f"pixelnorm_epsilon {describe(get('pixelnorm_epsilon'))} is not supported (1e-8 only)")
+    for key, high in (("fmap_base", FMAP_LIMIT), ("fmap_max", FMAP_LIMIT), ("mbstd_group_size", GROUP_LIMIT)):
+        if key in kwargs or key in SOURCE_DEFAULTS:
+            _int_field(get(key), key, role, 0 if key == "mbstd_group_size" else 1, high)
+    for key, (low, high) in (("resolution", (4, 1024)), ("num_channels", (1, 1 << 16)),
+                             ("latent_size", (1, 1 << 20))):  # fmt: skip
+        if kwargs.get(key) is not None:
+            _int_field(kwargs[key], key, role, low, high)
+    if "fused_scale" in kwargs:
+        _bool_field(kwargs["fused_scale"], "fused_scale", role)
 
 
 def _check_shapes(found: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]], role: str) -> None:
     missing = [name for name in expected if name not in found]
-    extra = [name for name in found if name not in expected]
+    extra = [describe(name) for name in found if name not in expected]
     if missing:
         raise _fail(role, f"missing variable(s) {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
     if extra:
         raise _fail(role, f"unexpected variable(s) {', '.join(extra[:4])}{' ...' if len(extra) > 4 else ''}")
     for name, shape in expected.items():
         if tuple(found[name].shape) != shape:
-            raise _fail(role, f"variable {name} has shape {tuple(found[name].shape)}, expected {shape}")
+            raise _fail(role, f"variable {name} has shape {tuple(found[name].shape)[:8]}, expected {shape}")
 
 
 def _generator_architecture(variables: dict[str, np.ndarray], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -302,7 +360,7 @@ def _generator_architecture(variables: dict[str, np.ndarray], kwargs: dict[str, 
     try:
         check_max_resolution(resolution)
     except ValueError as exc:
-        raise _fail("G", str(exc)) from None
+        raise _fail("G", str(exc)[:200]) from None
     arch = {
         "resolution": resolution,
         "channels": int(torgb.shape[-1]),
@@ -311,11 +369,16 @@ def _generator_architecture(variables: dict[str, np.ndarray], kwargs: dict[str, 
         "fmap_base": int(kwargs.get("fmap_base", SOURCE_DEFAULTS["fmap_base"])),
         "fmap_max": int(kwargs.get("fmap_max", SOURCE_DEFAULTS["fmap_max"])),
     }
+    if arch["channels"] < 1 or arch["latent_size"] < 1:
+        raise _fail("G", f"{arch['channels']} image channels and latent size {arch['latent_size']}: not a network")
     for key, kwarg in (("resolution", "resolution"), ("channels", "num_channels"), ("latent_size", "latent_size")):
         if kwargs.get(kwarg) is not None and int(kwargs[kwarg]) != arch[key]:
             raise _fail("G", f"static_kwargs say {kwarg}={kwargs[kwarg]} but the variables hold {arch[key]}")
     if "fused_scale" in kwargs and bool(kwargs["fused_scale"]) != arch["fused"]:
         raise _fail("G", f"static_kwargs say fused_scale={kwargs['fused_scale']} but the variables disagree")
+    narrowest = _nf(int(math.log2(resolution)) - 1, arch["fmap_base"], arch["fmap_max"])
+    if narrowest < 1:
+        raise _fail("G", f"fmap_base {arch['fmap_base']} leaves no feature maps at {resolution}x{resolution}")
     return arch
 
 
@@ -418,7 +481,7 @@ def official_networks(obj: Any) -> OfficialNetworks:
     _check_shapes(g_vars, g_shapes, "G")
     _check_shapes(gs_vars, g_shapes, "Gs")
     for key, value in (("resolution", arch["resolution"]), ("num_channels", arch["channels"])):
-        if d_kwargs.get(key) is not None and int(d_kwargs[key]) != value:
+        if d_kwargs.get(key) is not None and int(d_kwargs[key]) != value:  # type-checked by _check_kwargs
             raise _fail("D", f"static_kwargs say {key}={d_kwargs[key]} but G holds {value}")
     for key in ("fmap_base", "fmap_max"):
         if int(d_kwargs.get(key, SOURCE_DEFAULTS[key])) != arch[key]:
@@ -472,7 +535,7 @@ def import_official(
     state = networks.checkpoint()
     # Prove the dicts fit pggan's networks before anything is written (built on the meta device: no memory, no init).
     wrong = mismatched_networks(state)
-    if wrong:
-        raise AssertionError(f"converted {', '.join(wrong)} do not fit pggan's networks")  # a bug, not bad input
+    if wrong:  # unreachable after the checks above; still one line, never an assertion or traceback
+        raise UserError(f"{path}: the converted {', '.join(wrong)} do not fit pggan's networks")
     save_checkpoint(state, out)
     return networks

@@ -77,6 +77,11 @@ def generate_uint8(
     with torch.inference_mode():
         for start in range(0, latents.shape[0], batch_size):
             images = generator(latents[start : start + batch_size].to(device), resolution, alpha).float()
+            if not bool(torch.isfinite(images).all()):  # would become grey pixels, or metric scores of 1e10
+                raise UserError(
+                    "the generator's output holds NaN or infinite values (its weights overflow): "
+                    "no image can be written or scored from it"
+                )
             if out_resolution is not None and out_resolution != images.shape[-1]:
                 images = resize_generated(images, out_resolution)
             yield images_to_uint8(images)

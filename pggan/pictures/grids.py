@@ -52,11 +52,11 @@ def to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array[:, :, 0] if channels == 1 else array, mode=IMAGE_MODES[channels])
 
 
-def save_png(array: np.ndarray, path: str | os.PathLike[str], text: dict[str, str] | None = None) -> None:
-    """Write an HWC uint8 array as a PNG, atomically (temp file + rename).
+def png_bytes(array: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    """An HWC uint8 array encoded as PNG bytes: the one encoder behind every PNG file and every served image.
 
-    ``text`` goes into the PNG's tEXt chunks: the training grids describe themselves this way (kimg,
-    resolution, layout), so the training video needs nothing but the files.
+    One encoder (and one set of its settings) is why a face served by ``pggan-explore`` is the same bytes as the
+    file ``pggan-sample`` writes. ``text`` goes into the PNG's tEXt chunks.
     """
     image = to_pil(array)
     buffer = io.BytesIO()
@@ -68,7 +68,17 @@ def save_png(array: np.ndarray, path: str | os.PathLike[str], text: dict[str, st
         for key, value in text.items():
             info.add_text(key, value)
     image.save(buffer, format="PNG", pnginfo=info)
-    atomic_write_bytes(path, lambda handle: handle.write(buffer.getvalue()))
+    return buffer.getvalue()
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike[str], text: dict[str, str] | None = None) -> None:
+    """Write an HWC uint8 array as a PNG, atomically (temp file + rename).
+
+    ``text`` goes into the PNG's tEXt chunks: the training grids describe themselves this way (kimg,
+    resolution, layout), so the training video needs nothing but the files.
+    """
+    data = png_bytes(array, text)
+    atomic_write_bytes(path, lambda handle: handle.write(data))
 
 
 def save_image_grid(images: torch.Tensor, path: str | os.PathLike[str], rows: int, cols: int) -> None:

@@ -35,7 +35,7 @@ from pggan.pictures.directions import (
 )
 from pggan.pictures.generate import generate_faces_uint8
 from pggan.pictures.grids import make_grid, parse_grid_size, save_png
-from pggan.pictures.latents import check_seed, parse_seeds, seed_latents, seed_path, seed_range
+from pggan.pictures.latents import check_seed, parse_seeds, seed_latents, seed_range
 
 
 def load_sampler(checkpoint: str | os.PathLike[str], raw: bool, device: torch.device) -> tuple[Any, int, float]:
@@ -45,15 +45,28 @@ def load_sampler(checkpoint: str | os.PathLike[str], raw: bool, device: torch.de
     """
     import sys
 
-    from pggan.model.checkpoint import build_generator, load_checkpoint_or_run, position, require_generator
+    from pggan.model.checkpoint import load_checkpoint_or_run
 
     state = load_checkpoint_or_run(checkpoint, warn=lambda line: print(line, file=sys.stderr))
-    require_generator(state, checkpoint)
+    return sampler_from_state(state, checkpoint, raw, device)
+
+
+def sampler_from_state(
+    state: dict[str, Any], where: str | os.PathLike[str], raw: bool, device: torch.device
+) -> tuple[Any, int, float]:
+    """A loaded checkpoint's generator (EMA unless ``raw``), in eval mode on ``device``, and where it stood.
+
+    ``pggan-sample`` and ``pggan-explore`` (which loads each checkpoint of a run itself) both rebuild through
+    here, so they draw with the same network. Returns ``(generator, resolution, alpha)``.
+    """
+    from pggan.model.checkpoint import build_generator, position, require_generator
+
+    require_generator(state, where)
     try:
         generator = build_generator(state, ema=not raw, device=device)
     except (RuntimeError, TypeError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{checkpoint}: the generator cannot be rebuilt ({reason[:200]})") from None
+        raise UserError(f"{where}: the generator cannot be rebuilt ({reason[:200]})") from None
     resolution, alpha = position(state)
     return generator, resolution, alpha
 
@@ -285,21 +298,26 @@ def run_sample(
                 save_png(make_grid(image[None], 1, 1), path)
                 written.append(path)
         if video is not None:
-            from pggan.pictures.video import check_video_options, render_latent_video, render_video
+            from pggan.pictures.video import (
+                check_video_options,
+                render_latent_video,
+                render_morph_video,
+                render_video,
+            )
 
             common: dict[str, Any] = dict(batch_size=batch_size, device=torch_device, progress=progress)
-            if plan.keyframe_seeds is not None or chosen is not None:
+            if plan.keyframe_seeds is not None:
+                render_morph_video(
+                    generator, video, plan.keyframe_seeds, resolution, alpha, seconds=seconds, fps=plan.walk_fps,
+                    loop=loop, **common,
+                )  # fmt: skip
+            elif chosen is not None:
+                assert plan.strengths is not None
                 frames = check_video_options(seconds, plan.walk_fps, smoothing, keyframes)
-                if plan.keyframe_seeds is not None:
-                    walk = seed_path(plan.keyframe_seeds, latent_size, frames, loop)[:, None, :]
-                    layout = (1, 1)
-                else:
-                    assert chosen is not None and plan.strengths is not None
-                    sweep = sweep_strengths(frames, min(plan.strengths), max(plan.strengths))
-                    walk = sweep_latents(seed_latents(plan.video_seeds, latent_size), chosen.vector, sweep)
-                    layout = plan.video_layout
+                sweep = sweep_strengths(frames, min(plan.strengths), max(plan.strengths))
+                walk = sweep_latents(seed_latents(plan.video_seeds, latent_size), chosen.vector, sweep)
                 render_latent_video(
-                    generator, video, walk, resolution, alpha, fps=plan.walk_fps, grid_size=layout, **common
+                    generator, video, walk, resolution, alpha, fps=plan.walk_fps, grid_size=plan.video_layout, **common
                 )
             else:
                 render_video(

@@ -24,7 +24,7 @@ from pggan.atomic import atomic_write_bytes
 from pggan.errors import UserError
 from pggan.pictures.generate import generate_uint8
 from pggan.pictures.grids import make_grid
-from pggan.pictures.latents import seed_latents, seed_range, slerp_path, to_sphere
+from pggan.pictures.latents import seed_latents, seed_path, seed_range, slerp_path, to_sphere
 
 DEFAULT_CODECS = ("libx264", "mpeg4")
 
@@ -192,6 +192,37 @@ def render_latent_video(
     frames = video_frames(generator, walk, resolution, alpha, grid_size, batch_size, torch.device(device))
     bar = tqdm(frames, total=walk.shape[0], unit="frame", desc=Path(path).name, disable=not progress, leave=False)
     return write_mp4(bar, path, fps, codecs=codecs)
+
+
+def render_morph_video(
+    generator: torch.nn.Module,
+    path: str | os.PathLike[str],
+    seeds: Sequence[int],
+    resolution: int,
+    alpha: float,
+    *,
+    seconds: float = defaults.VIDEO_SECONDS,
+    fps: int = defaults.VIDEO_FPS,
+    loop: bool = True,
+    batch_size: int = defaults.SAMPLE_BATCH,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    codecs: Sequence[str] = DEFAULT_CODECS,
+) -> str:
+    """A morph through the faces of ``seeds`` (``pggan-sample --keyframe-seeds``, the explore page's export).
+
+    ``round(seconds·fps)`` frames along great circles through exactly those faces
+    (:func:`pggan.pictures.latents.seed_path`), back to the first one when ``loop``; returns the codec used. Both
+    commands call this one function, so the same seeds and options make the same video.
+    """
+    if len(seeds) < 2:
+        raise UserError(f"a morph needs at least 2 faces to travel between, got {len(seeds)}")
+    num_frames = check_video_options(seconds, fps, 0.0, None)
+    walk = seed_path(seeds, generator.latent_size, num_frames, loop)[:, None, :]
+    return render_latent_video(
+        generator, path, walk, resolution, alpha, fps=fps, grid_size=(1, 1), batch_size=batch_size, device=device,
+        progress=progress, codecs=codecs,
+    )  # fmt: skip
 
 
 def render_video(

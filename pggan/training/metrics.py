@@ -19,11 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
 from pggan.data.loader import read_meta
-from pggan.metrics.fid import FeatureStats, frechet_distance, image_set_statistics, save_stats, stats_of_batches
+from pggan.errors import UserError
+from pggan.metrics.fid import (
+    FeatureStats,
+    frechet_distance,
+    image_set_statistics,
+    read_stats_file,
+    save_stats,
+    stats_of_batches,
+)
 from pggan.metrics.inception import load_inception
 from pggan.metrics.sources import image_batches, open_image_set
 from pggan.metrics.swd import SWDEvaluator
@@ -175,10 +182,9 @@ class TrainingFID:
         stats = None
         if path.is_file():
             try:
-                with np.load(path, allow_pickle=False) as cached:
-                    if str(cached["key"]) == key:
-                        stats = FeatureStats(cached["mu"], cached["sigma"], int(cached["num_images"]))
-            except (KeyError, ValueError, OSError):
+                cached, saved_key = read_stats_file(path, key=True)  # every field checked, as pggan-fid does
+                stats = cached if saved_key == key else None
+            except (UserError, OSError):
                 stats = None  # unreadable or foreign: recomputed and replaced
         if stats is None:
             side = open_image_set(self.data)

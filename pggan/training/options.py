@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -90,8 +91,15 @@ class TrainOptions:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainOptions:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """The known options of ``values``; a UserError for a value of the wrong type (options.json or a
+        checkpoint from elsewhere must not fail later, deep in the run)."""
+        known = {f.name: str(f.type) for f in fields(cls)}
+        chosen = {k: v for k, v in values.items() if k in known}
+        for name, value in chosen.items():
+            if not _has_type(value, known[name]):
+                shown = repr(value)[:40] if isinstance(value, (str, int, float, bool)) else f"a {type(value).__name__}"
+                raise UserError(f"option {name} is {shown}, not {known[name].replace(' | None', ' or None')}")
+        return cls(**chosen)
 
     def merged(self, overrides: dict[str, Any]) -> TrainOptions:
         """A copy with ``overrides`` (options the user gave explicitly) applied."""
@@ -128,6 +136,20 @@ class TrainOptions:
         if self.processes is None or schedule != self.batch_schedule:
             values["processes"] = processes
         return TrainOptions.from_dict(values)
+
+
+def _has_type(value: Any, annotation: str) -> bool:
+    """Whether ``value`` fits a field annotation such as ``"int"``, ``"float | None"`` or ``"str | None"``."""
+    if value is None:
+        return "None" in annotation
+    base = annotation.split(" | ")[0]
+    if base == "bool":
+        return isinstance(value, bool)
+    if base == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if base == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, str)
 
 
 def upgrade_saved_options(values: dict[str, Any]) -> dict[str, Any]:

@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from pggan.atomic import WriteFailed, append_line, atomic_write_bytes
+from pggan.input_files import read_regular
 
 #: Quality metrics a tick record may carry, with their console titles; a dict value is one number per level.
 METRICS = {"swd": "SWD x1e3", "fid": "FID"}
 #: Record keys that are counters, not curves: kept out of TensorBoard.
 _NOT_PLOTTED = ("tick", "step")
+
+
+#: A stats.jsonl larger than this is not one pggan wrote (a 12,000-kimg run logs a few hundred KB).
+STATS_LIMIT = 1 << 30
 
 
 class RunLog:
@@ -40,7 +45,7 @@ class RunLog:
         self.purge_step = images_shown + 1 if images_shown else None  # TensorBoard drops steps >= this
         if not self.stats_path.is_file():
             return
-        lines = self.stats_path.read_text(encoding="utf-8").splitlines()
+        lines = read_regular(self.stats_path, STATS_LIMIT).decode("utf-8", "replace").splitlines()
         kept = []
         for line in lines:
             try:
@@ -63,6 +68,7 @@ class RunLog:
             f"tick {record['tick']:<4d} kimg {record['kimg']:9.3f}  res {record['resolution']:4d}  "
             f"alpha {record['alpha']:.3f}  D {record.get('d_loss', 0):+.3f}  G {record.get('g_loss', 0):+.3f}  "
             f"sec/kimg {record['sec_per_kimg']:.2f}  img/s {record['img_per_s']:.1f}  mem {record['memory_mb']:.0f} MB"
+            + (f"  skipped {record['nonfinite_steps']} non-finite" if record.get("nonfinite_steps") else "")
         )
         where = f"{record['resolution']}x{record['resolution']}"
         for key, title in METRICS.items():

@@ -1,7 +1,9 @@
 """From command-line options to a running Trainer: resume lookup, validation, run directory, processes.
 
 Everything that can be wrong with the user's input is checked here, before
-any file is written, and reported as one line (``UserError``).
+any file is written, and reported as one line (``UserError``). The run
+directory is locked before the first write (:mod:`pggan.run_lock`): a second
+``pggan-train`` on the same run stops at once, naming the first.
 """
 
 from __future__ import annotations
@@ -15,21 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from pggan.errors import UserError
+from pggan.input_files import read_regular
 from pggan.model.checkpoint import (
     Found,
     find_readable_checkpoint,
     generator_config,
     is_resumable,
     load_checkpoint,
+    require_training_state,
     run_checkpoints,
     run_progress,
     saved_options,
 )
 from pggan.pictures.latents import check_seed
 from pggan.resolutions import check_resolution, growth_resolutions
+from pggan.run_lock import RunLock, RunLocked, run_directory_lock
 from pggan.training.distributed import (
     DEFAULT_TIMEOUT_MINUTES,
     DistContext,
+    all_reduce_sum,
     barrier,
     init_distributed,
     peer_lost,
@@ -37,6 +43,7 @@ from pggan.training.distributed import (
 )
 from pggan.training.options import TrainOptions, check_resumable, upgrade_saved_options
 from pggan.training.plan import dataset_batch_source, describe_schedule, plan_run
+from pggan.training.run_log import STATS_LIMIT
 from pggan.training.trainer import Trainer, install_stop_handlers, write_options
 
 
@@ -47,8 +54,8 @@ def _on_rank_zero() -> bool:
 def _last_logged_images(run_dir: Path) -> int | None:
     """The furthest position stats.jsonl reached (images), to tell how much a fallback redoes."""
     try:
-        lines = (run_dir / "stats.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
+        lines = read_regular(run_dir / "stats.jsonl", STATS_LIMIT).decode("utf-8", "replace").splitlines()
+    except (OSError, UserError):
         return None
     for line in reversed(lines):
         try:
@@ -145,7 +152,11 @@ def resolve_options(cli_values: dict[str, Any], explicit: set[str]) -> ResolvedR
     checkpoint, state = found
     if not is_resumable(state):
         raise UserError(f"{checkpoint} holds networks only, not a training state that can be resumed")
-    saved = TrainOptions.from_dict(upgrade_saved_options(saved_options(state)))
+    require_training_state(state, checkpoint)
+    try:
+        saved = TrainOptions.from_dict(upgrade_saved_options(saved_options(state)))
+    except (UserError, ValueError, TypeError, KeyError) as exc:  # options written by someone else
+        raise UserError(f"{checkpoint}: its saved options cannot be used ({str(exc).splitlines()[0][:200]})") from None
     options = saved.merged({k: v for k, v in given.items() if k not in ("out", "run_name")})
     check_resumable(saved, options)
     return ResolvedRun(options, checkpoint.parent, resumed=found)
@@ -200,6 +211,7 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
     timeout = cli_values.get("dist_timeout") or DEFAULT_TIMEOUT_MINUTES
     job = init_distributed(options.device, timeout_minutes=timeout)
     trainer = None
+    lock: RunLock | None = None
     try:
         channels, fingerprint = validate(options, job, state, bool(cli_values.get("allow_new_data")))
         # Resolved once: the preset's tables for this many processes, the checked schedule, the batch source.
@@ -210,6 +222,7 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
             trainer.start_from(init_checkpoint)
         if resume_path is not None:
             trainer.last_checkpoint = (resume_path, trainer.images_shown)
+        lock = _lock_run_directory(run_dir, job)  # before anything is written: one process per run directory
         if job.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_options(run_dir, trainer.options)
@@ -234,7 +247,34 @@ def run_training(cli_values: dict[str, Any], explicit: set[str]) -> str:
             raise UserError(_lost_peer_message(exc, job, trainer, run_dir)) from None
         raise
     finally:
+        if lock is not None:
+            lock.release()
         shutdown()
+
+
+def _lock_run_directory(run_dir: Path, job: DistContext) -> RunLock | None:
+    """Rank 0 locks the run directory; every rank stops at once if another process holds it.
+
+    Under torchrun the other ranks learn rank 0's outcome through one all-reduce, so that a refused job
+    stops as a whole instead of leaving its other ranks waiting in a collective.
+    """
+    import torch
+
+    lock, refusal = None, None
+    if job.is_main:
+        try:
+            lock = run_directory_lock(run_dir).acquire()
+        except RunLocked as exc:
+            refusal = exc
+    if job.distributed:
+        flag = torch.tensor([0.0 if refusal is None else 1.0], device=job.device)
+        if all_reduce_sum(flag, job).item() > 0 and refusal is None:
+            if lock is not None:
+                lock.release()
+            raise UserError(f"rank {job.rank}: stopping: rank 0 found {run_dir} in use by another pggan-train")
+    if refusal is not None:
+        raise refusal
+    return lock
 
 
 def _lost_peer_message(exc: BaseException, job: DistContext, trainer: Any, run_dir: Path) -> str:

@@ -1,5 +1,10 @@
 """One training step of the paper's method: a critic update, a generator update, the EMA.
 
+An update whose gradients are not all finite is skipped, as the official code does (``tfutil`` applies
+gradients only when all are finite): the check stays on the device (fused Adam's ``found_inf``: no weight,
+moment or step count changes, no host sync) and is reduced over DDP ranks, so every rank skips the same
+updates and none diverges from the others.
+
 The networks grow by using more of their blocks, so the modules handed to
 DistributedDataParallel are *views* holding only the blocks active at the
 current (resolution, fading) phase: DDP then never waits for gradients of
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -284,6 +290,35 @@ def draw_step_noise(
     return d_latents, mix, g_latents
 
 
+def nonfinite_gradients(params: list[torch.Tensor], ddp: bool = False) -> torch.Tensor:
+    """``1.0`` when any gradient of ``params`` is NaN or infinite (on any rank under DDP), else ``0.0`` (0-dim).
+
+    A device tensor: nothing waits for it. Under DDP the gradients are already averaged, but the flag is
+    still reduced (max) so that all ranks agree whatever their arithmetic did.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads:
+        largest = torch.stack(torch._foreach_norm(grads, float("inf")))  # NaN propagates through the max
+        found = (~torch.isfinite(largest)).any().float()
+    else:
+        found = torch.zeros((), device=params[0].device if params else "cpu")
+    if ddp and dist.is_available() and dist.is_initialized():
+        dist.all_reduce(found, op=dist.ReduceOp.MAX)
+    return found
+
+
+def step_unless(optimizer: torch.optim.Optimizer, found: torch.Tensor) -> None:
+    """``optimizer.step()`` unless ``found`` is 1: skipped on the device by fused Adam, else after a sync."""
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = found  # read by fused Adam: no parameter, moment or step count changes
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not bool(found.item()):  # pragma: no cover - builds without fused Adam
+        optimizer.step()
+
+
 def train_step(
     state: GanState,
     inputs: StepInputs,
@@ -295,7 +330,9 @@ def train_step(
 
     The forwards run under the state's policy (:meth:`pggan.devices.DevicePolicy.autocast`: bf16 autocast with
     ``--amp``, on the CPU as on CUDA); the reals are brought to its device and memory format (a no-op when the
-    caller already made them so, as the trainer does while converting them to float).
+    caller already made them so, as the trainer does while converting them to float). An update with non-finite
+    gradients is skipped (see the module's docstring); ``stats["d_skipped"]`` and ``stats["g_skipped"]`` (device
+    tensors, 1.0 when skipped) say which.
     """
     device, policy = state.device, state.policy
     reals = inputs.reals.to(device, memory_format=policy.memory_format, non_blocking=True)
@@ -311,20 +348,22 @@ def train_step(
     with policy.autocast():
         loss_d, stats = state.critic_loss(reals, fakes, inputs.mix.to(device, non_blocking=True), alpha)
     loss_d.backward()
-    state.d_optimizer.step()
+    d_skipped = nonfinite_gradients(list(state.discriminator.parameters()), state.ddp)
+    step_unless(state.d_optimizer, d_skipped)
 
     state.g_optimizer.zero_grad(set_to_none=True)
     with policy.autocast():
         loss_g, g_stats = state.generator_loss(inputs.g_latents.to(device, non_blocking=True), g_alpha)
     loss_g.backward(inputs=state.g_params)  # D's parameters get no gradient in the G update
-    state.g_optimizer.step()
+    g_skipped = nonfinite_gradients(state.g_params, state.ddp)
+    step_unless(state.g_optimizer, g_skipped)
 
     if state.ema_pairs is None:
         update_ema(state.generator_ema, state.generator, ema_beta)
     else:
         with torch.no_grad():
             torch._foreach_lerp_(state.ema_pairs[0], state.ema_pairs[1], 1.0 - ema_beta)
-    return {**stats, **g_stats}
+    return {**stats, **g_stats, "d_skipped": d_skipped, "g_skipped": g_skipped}
 
 
 @torch.no_grad()

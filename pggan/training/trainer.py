@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from pggan.atomic import WriteFailed, atomic_write_bytes
-from pggan.defaults import TICK_KIMG
+from pggan.defaults import MAX_NONFINITE_STEPS, TICK_KIMG
 from pggan.devices import device_policy
 from pggan.errors import UserError
 from pggan.model.checkpoint import (
@@ -63,7 +63,7 @@ STAT_KEYS = ("d_loss", "g_loss", "wdist", "gp", "drift", "real_score", "fake_sco
 
 
 class TrainingDiverged(UserError):
-    """A loss became NaN or infinite: the run stops and keeps its last good checkpoint."""
+    """Steps stayed non-finite (MAX_NONFINITE_STEPS in a row): the run stops and keeps its last good checkpoint."""
 
 
 class OutputFailed(UserError):
@@ -149,7 +149,9 @@ class Trainer:
         self.stop_requested = False
         self.last_alpha = 1.0
         self.stats_sum: dict[str, torch.Tensor] = {}
-        self.stats_steps = 0
+        self.stats_steps = 0  # finite steps in stats_sum
+        self.nonfinite_in_tick = 0  # steps of this tick whose update was skipped (non-finite)
+        self.nonfinite_in_row = 0  # consecutive non-finite steps; MAX_NONFINITE_STEPS of them stop the run
         self.tick_start = (time.perf_counter(), 0)
         self.run_log = RunLog(self.run_dir, options.tensorboard, self.log) if job.is_main else None
         if resume_checkpoint is not None:
@@ -322,19 +324,20 @@ class Trainer:
             if not is_out_of_memory(exc):
                 raise
             raise OutOfMemory(self._out_of_memory_message(phase, exc)) from None
-        self.progress.images_shown += phase.batch_size
+        self.progress.images_shown += phase.batch_size  # a skipped step consumes its batch, as officially
         self.progress.step += 1
-        for key in STAT_KEYS:
-            self.stats_sum[key] = self.stats_sum.get(key, 0.0) + stats[key].float()
-        self.stats_steps += 1
         finite = torch.isfinite(stats["d_loss"]) & torch.isfinite(stats["g_loss"])
-        flags = torch.stack([(~finite).float().cpu(), torch.tensor(float(self.stop_requested))])
-        flags = all_reduce_sum(flags.to(job.device), job).tolist()
+        nonfinite = ~finite | (stats["d_skipped"] > 0) | (stats["g_skipped"] > 0)
+        for key in STAT_KEYS:  # a skipped step's losses stay out of the tick's means
+            value = torch.where(nonfinite, torch.zeros_like(stats[key], dtype=torch.float32), stats[key].float())
+            self.stats_sum[key] = self.stats_sum.get(key, 0.0) + value
+        flags = torch.stack([nonfinite.float().reshape(()).cpu(), torch.tensor(float(self.stop_requested))])
+        flags = all_reduce_sum(flags.to(job.device), job).tolist()  # the step's one sync; every rank agrees
         if flags[0] > 0:
-            raise TrainingDiverged(
-                f"non-finite loss at step {self.step} (kimg {self.images_shown / 1000:.3f}, "
-                f"{phase.resolution}x{phase.resolution}); stopped. {self._recovery(resume=False)}"
-            )
+            self._nonfinite_step(phase)
+        else:
+            self.nonfinite_in_row = 0
+            self.stats_steps += 1
         if flags[1] > 0:
             self.stop_requested = True
 
@@ -353,6 +356,19 @@ class Trainer:
             f"process ({reason}); pass a smaller batch there, e.g. --batch-schedule {schedule} (README, Memory: "
             f"what fits per GPU size), or train on more GPUs; {self._recovery()}"
         )
+
+    def _nonfinite_step(self, phase: Phase) -> None:
+        """Count a skipped step; stop the run once MAX_NONFINITE_STEPS came in a row."""
+        self.nonfinite_in_tick += 1
+        self.nonfinite_in_row += 1
+        where = f"step {self.step} (kimg {self.images_shown / 1000:.3f}, {phase.resolution}x{phase.resolution})"
+        if self.nonfinite_in_row >= MAX_NONFINITE_STEPS:
+            raise TrainingDiverged(
+                f"non-finite gradients or loss in {self.nonfinite_in_row} consecutive steps up to {where}; "
+                f"stopped. {self._recovery(resume=False)}"
+            )
+        self.log(f"warning: {where}: non-finite gradients or loss; the update was skipped "
+                 f"({self.nonfinite_in_row} in a row, the run stops at {MAX_NONFINITE_STEPS})")  # fmt: skip
 
     def _check_finite_parameters(self) -> None:
         """Never checkpoint a network that has blown up, even when the last loss was still finite."""
@@ -405,8 +421,8 @@ class Trainer:
         images = max(1, self.images_shown - start_images)
         seconds = now - start_time
         phase = self.phase
-        stats = {k: (v / max(1, self.stats_steps)).item() for k, v in self.stats_sum.items()}
-        if self.job.distributed:
+        stats = {k: (v / self.stats_steps).item() for k, v in self.stats_sum.items()} if self.stats_steps else {}
+        if self.job.distributed and stats:
             values = all_reduce_sum(torch.tensor(list(stats.values()), device=self.job.device), self.job)
             stats = dict(zip(stats, (values / self.job.world_size).tolist(), strict=True))
         p = self.progress
@@ -422,9 +438,10 @@ class Trainer:
             "img_per_s": images / seconds if seconds > 0 else math.inf,
             "total_seconds": p.elapsed_seconds,
             "memory_mb": self._memory_mb(),
+            "nonfinite_steps": self.nonfinite_in_tick,
         }
         p.tick_index += 1
-        self.stats_sum, self.stats_steps = {}, 0
+        self.stats_sum, self.stats_steps, self.nonfinite_in_tick = {}, 0, 0
         if self.timeline.due("tick", self.images_shown):  # a tick forced by a stop or the end keeps the cadence
             self.timeline.advance("tick", self.images_shown)
         self.tick_start = (time.perf_counter(), self.images_shown)

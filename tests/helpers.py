@@ -1,4 +1,4 @@
-"""Shared set-up for the training tests: tiny options, a deterministic in-memory batch source, console runs."""
+"""Shared test set-up: a tiny checkpoint, tiny training options, an in-memory batch source, console runs."""
 
 from __future__ import annotations
 
@@ -9,10 +9,39 @@ from pathlib import Path
 
 import torch
 
+from pggan.model.checkpoint import network_state, save_checkpoint
+from pggan.model.networks import Discriminator, Generator
 from pggan.training.distributed import DistContext
 from pggan.training.options import TrainOptions
 from pggan.training.plan import RunPlan, plan_run
 from tests.device import DEVICE_ARG, TEST_DEVICE
+
+
+def tiny_checkpoint(
+    path: str | os.PathLike[str] | None,
+    *,
+    max_resolution: int = 16,
+    resolution: int | None = None,
+    alpha: float = 1.0,
+    channels: int = 3,
+    latent_size: int = 8,
+    seed: int = 0,
+    ema_offset: float = 0.0,
+) -> tuple[Generator, Generator, dict]:
+    """A small real networks-only checkpoint (fmap_base 32, fmap_max 8), saved with ``save_checkpoint`` when
+    ``path`` is given: returns (G, G_ema, the state). ``ema_offset`` > 0 makes the EMA differ from G (so --raw
+    is observable); otherwise the EMA is G itself."""
+    torch.manual_seed(seed)
+    g = Generator(max_resolution, channels=channels, latent_size=latent_size, fmap_base=32, fmap_max=8)
+    d = Discriminator(max_resolution, channels=channels, fmap_base=32, fmap_max=8)
+    ema = g
+    if ema_offset:
+        ema = Generator(**g.config)
+        ema.load_state_dict({k: v + ema_offset * torch.randn_like(v) for k, v in g.state_dict().items()})
+    state = network_state(g, d, ema, resolution=resolution or max_resolution, alpha=alpha)
+    if path is not None:
+        save_checkpoint(state, path)
+    return g.eval(), ema.eval(), state
 
 
 def tiny_options(tmp_path, **overrides) -> TrainOptions:
