@@ -16,6 +16,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["pggan", "pggan.*"]),
+    # the explore page's files, served from the installed package
+    package_data={"pggan.pictures.explore": ["index.html", "app.js", "style.css"]},
+    include_package_data=True,
     install_requires=[
         "torch>=2.2,<=2.14.1",
         "torchvision",
@@ -29,7 +32,11 @@ setup(
         "tensorboard",
         "torch-fidelity>=0.4,<0.5",  # the Inception-v3 network of pggan-fid (weights are the user's file)
     ],
-    extras_require={"test": ["pytest>=7", "ruff", "pytorch-fid>=0.3"], "fast": ["pyspng"]},
+    extras_require={
+        # selenium drives Debian's chromium + chromium-driver in the explore page's browser test
+        "test": ["pytest>=7", "ruff", "pytorch-fid>=0.3", "selenium>=4.10"],
+        "fast": ["pyspng"],
+    },
     entry_points={
         "console_scripts": [
             "pggan-prepare=pggan.cli:prepare_command",
@@ -38,6 +45,7 @@ setup(
             "pggan-swd=pggan.cli:swd_command",
             "pggan-import=pggan.cli:import_command",
             "pggan-fid=pggan.cli:fid_command",
+            "pggan-explore=pggan.cli:explore_command",
             "pggan-msssim=pggan.cli:msssim_command",
             "pggan-eval=pggan.cli:eval_command",
         ]

@@ -8,6 +8,7 @@ import click
 
 from pggan.cli import (
     eval_command,
+    explore_command,
     fid_command,
     import_command,
     msssim_command,
@@ -26,6 +27,7 @@ def main() -> None:
 main.add_command(prepare_command, "prepare")
 main.add_command(train_command, "train")
 main.add_command(sample_command, "sample")
+main.add_command(explore_command, "explore")
 main.add_command(swd_command, "swd")
 main.add_command(import_command, "import")
 main.add_command(fid_command, "fid")

@@ -10,12 +10,18 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from pggan import defaults
 from pggan.errors import UserError
+from pggan.resolutions import MAX_RESOLUTION, MIN_RESOLUTION
+from pggan.training.presets import OFFICIAL, PAPER
+
+#: Help texts take their numbers from the constants the code uses.
+RESOLUTION_RANGE = f"{MIN_RESOLUTION}..{MAX_RESOLUTION}"
 
 # Idle OpenMP threads sleep instead of spinning. On a busy machine (other jobs, data-loading workers) spinning
 # threads wait on descheduled peers at every parallel region and small-net training steps slow down many times
@@ -49,7 +55,7 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("sources", nargs=-1, type=click.Path())
 @click.option("--out", "out", type=click.Path(), help="Dataset (LMDB directory) to create.")
-@click.option("--resolution", type=int, help="Top resolution of the pyramid (power of two, 4..1024).")
+@click.option("--resolution", type=int, help=f"Top resolution of the pyramid (power of two, {RESOLUTION_RANGE}).")
 @click.option(
     "--channels", type=click.Choice(["1", "3"]), default="3", show_default=True, help="1 = grayscale, 3 = RGB."
 )
@@ -70,7 +76,7 @@ def prepare_command(**options: Any) -> None:
     if options["verify"] is not None:
         if options["sources"] or options["out"]:
             raise UserError("--verify DATASET takes no SOURCE and no --out")
-        from pggan.verify import verify_dataset
+        from pggan.data.verify import verify_dataset
 
         result = verify_dataset(options["verify"])
         for problem in result.problems:
@@ -81,7 +87,7 @@ def prepare_command(**options: Any) -> None:
         return
     if not options["out"] or options["resolution"] is None:
         raise UserError("pggan-prepare needs SOURCE..., --out DATASET and --resolution R (or --verify DATASET)")
-    from pggan.prepare import prepare_dataset
+    from pggan.data.prepare import prepare_dataset
 
     result = prepare_dataset(
         list(options["sources"]),
@@ -98,7 +104,7 @@ def prepare_command(**options: Any) -> None:
 # ---------------------------------------------------------------- pggan-train
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--data", type=click.Path(), default="", help="Dataset made by pggan-prepare.")
-@click.option("--resolution", type=int, default=0, help="Target resolution (power of two, 4..1024).")
+@click.option("--resolution", type=int, default=0, help=f"Target resolution (power of two, {RESOLUTION_RANGE}).")
 @click.option("--out", type=click.Path(), default="checkpoints", show_default=True, help="Parent of run directories.")
 @click.option("--run-name", default=None, help="Run directory name [default: <dataset>-<resolution>].")
 @click.option("--resume", default=None, help="RUN_DIR, CHECKPOINT, or 'auto' (continue the run if it exists).")
@@ -107,12 +113,19 @@ def prepare_command(**options: Any) -> None:
     type=click.Choice(["official", "paper"]),
     default=defaults.PRESET,
     show_default=True,
-    help="official: config.py's v2 presets per GPU count (600+600 kimg phases, 12,000 kimg); paper: the v1 preset "
-    "(800+800, 19,000 kimg, batch 16 then 14/6/3, stddev group 16). Every option below overrides it.",
+    help=f"official: config.py's v2 presets per GPU count ({OFFICIAL.fade_kimg:g}+{OFFICIAL.stable_kimg:g} kimg "
+    f"phases, {OFFICIAL.total_kimg:,.0f} kimg); paper: the v1 preset ({PAPER.fade_kimg:g}+{PAPER.stable_kimg:g}, "
+    f"{PAPER.total_kimg:,.0f} kimg, batch 16 then 14/6/3, stddev group {PAPER.mbstd_group_size}). "
+    "Every option below overrides it.",
 )
 @click.option("--fade-kimg", type=float, default=None, help="Fade-in length per resolution [default: preset].")
 @click.option("--stable-kimg", type=float, default=None, help="Stable length per resolution [default: preset].")
-@click.option("--total-kimg", type=float, default=None, help="Stop here [default: preset, 12,000 or 19,000].")
+@click.option(
+    "--total-kimg",
+    type=float,
+    default=None,
+    help=f"Stop here [default: preset, {OFFICIAL.total_kimg:,.0f} or {PAPER.total_kimg:,.0f}].",
+)
 @click.option(
     "--batch-schedule",
     default=None,
@@ -180,7 +193,17 @@ def prepare_command(**options: Any) -> None:
     show_default=True,
     help="Gradient penalty on the full-size images the official D sees, or on native-resolution pixels.",
 )
-@click.option("--amp/--no-amp", default=False, show_default=True, help="bf16 autocast on CUDA.")
+@click.option(
+    "--amp/--no-amp",
+    default=False,
+    show_default=True,
+    help="bf16 autocast of the forwards (the gradient penalty's norm stays float32); on the CPU too when given.",
+)
+@click.option(
+    "--channels-last/--no-channels-last",
+    default=None,
+    help="NHWC memory for the networks and batches [default: on for CUDA, off on the CPU].",
+)
 @click.option(
     "--tf32/--no-tf32",
     default=defaults.TF32,
@@ -192,6 +215,13 @@ def prepare_command(**options: Any) -> None:
     "--workers", type=int, default=defaults.WORKERS, show_default=True, help="Data-loading processes per GPU."
 )
 @click.option("--grid-size", type=int, default=defaults.GRID_SIZE, show_default=True, help="Snapshot grids are N×N.")
+@click.option(
+    "--grid-ticks",
+    type=int,
+    default=defaults.GRID_TICKS,
+    show_default=True,
+    help="Write a small grid (ticks/grid-<kimg>.png) every N ticks, for pggan-sample --training-video; 0 = none.",
+)
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True)
 @click.option(
     "--dist-timeout",
@@ -205,25 +235,32 @@ def prepare_command(**options: Any) -> None:
 @_one_line_errors
 def train_command(ctx: click.Context, **options: Any) -> None:
     """Train a progressive GAN from 4×4 up to --resolution (torchrun for several GPUs)."""
-    from pggan.train_setup import run_training
+    from pggan.training.setup import run_training
 
     explicit = {name for name in options if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     run_training(options, explicit)
 
 
 # ---------------------------------------------------------------- pggan-sample
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("checkpoint", type=click.Path())
-@click.option("--grid", type=click.Path(), default=None, help="Write an image grid PNG here.")
+@click.option("--grid", type=click.Path(), default=None, help="Write an image grid PNG here (and its seeds, .json).")
 @click.option("--rows", type=int, default=defaults.SAMPLE_ROWS, show_default=True, help="Grid rows.")
 @click.option("--cols", type=int, default=defaults.SAMPLE_COLS, show_default=True, help="Grid columns.")
-@click.option("--outdir", type=click.Path(), default=None, help="Write individual PNGs (seed<S>-<k>.png) here.")
+@click.option("--outdir", type=click.Path(), default=None, help="Write one PNG per face (seed<SSSSS>.png) here.")
 @click.option(
     "--count", type=int, default=defaults.SAMPLE_COUNT, show_default=True, help="How many PNGs --outdir gets."
 )
-@click.option("--video", type=click.Path(), default=None, help="Write a latent-walk mp4 here.")
+@click.option("--seed", type=int, default=0, show_default=True, help="First seed: faces are seeds S, S+1, ...")
+@click.option("--seeds", default=None, help="These faces instead, e.g. 12,873,40-47 (grids in this order).")
+@click.option("--video", type=click.Path(), default=None, help="Write a latent-walk (or morph, or edit) mp4 here.")
 @click.option("--seconds", type=float, default=defaults.VIDEO_SECONDS, show_default=True, help="Video length.")
-@click.option("--fps", type=int, default=defaults.VIDEO_FPS, show_default=True, help="Video frame rate.")
+@click.option(
+    "--fps",
+    type=int,
+    default=None,
+    help=f"Frame rate [default: {defaults.VIDEO_FPS}; {defaults.TRAINING_VIDEO_FPS} for --training-video].",
+)
 @click.option(
     "--grid-size",
     default=defaults.VIDEO_GRID,
@@ -237,28 +274,78 @@ def train_command(ctx: click.Context, **options: Any) -> None:
     show_default=True,
     help="Walk smoothness: Gaussian σ in seconds.",
 )
-@click.option("--keyframes", type=int, default=None, help="Slerp through K random latents instead (looping).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images on any device.")
+@click.option("--keyframes", type=int, default=None, help="Slerp through the faces of K seeds instead (looping).")
+@click.option("--keyframe-seeds", default=None, help="Morph through exactly these faces, e.g. 12,873,44 (--video).")
+@click.option("--loop/--no-loop", default=True, show_default=True, help="Morphs return to the first face.")
+@click.option("--direction", default=None, help="Edit the faces along sefa:K (closed form) or FILE.npy.")
+@click.option(
+    "--strengths", default=None, help="Edit strengths LO:HI:N or a,b,c [default: -3:3:7]; videos sweep LO..HI."
+)
+@click.option(
+    "--training-video",
+    type=click.Path(),
+    default=None,
+    help="Write the run's grids, in kimg order, as an mp4 here (CHECKPOINT is the run directory).",
+)
+@click.option("--caption/--no-caption", default=True, show_default=True, help="kimg and resolution under each frame.")
 @click.option("--raw", is_flag=True, help="Use the trained generator instead of its EMA average.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
-    "--batch-size", type=int, default=defaults.SAMPLE_BATCH, show_default=True, help="Images generated at once."
+    "--batch-size", type=int, default=defaults.SAMPLE_BATCH, show_default=True, help="Video frames generated at once."
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @_one_line_errors
 def sample_command(checkpoint: str, **options: Any) -> None:
-    """Draw image grids, single images and latent-walk videos from a checkpoint.
+    """Pick faces by seed, edit them along semantic directions, morph them, and show how training grew them.
 
     Samples at the checkpoint's current resolution and fade-in alpha, with the EMA generator unless --raw.
     """
-    from pggan.sample_driver import run_sample
+    from pggan.pictures.sample_command import run_sample
 
-    run_sample(checkpoint, progress=True, **options)
-    for key in ("grid", "video"):
+    written = run_sample(checkpoint, progress=True, **options)
+    for key in ("grid", "video", "training_video"):
         if options[key] is not None:
             click.echo(f"wrote {options[key]}")
     if options["outdir"] is not None:
-        click.echo(f"wrote {options['count']} images to {options['outdir']}")
+        images = sum(1 for path in written if path.suffix == ".png" and path.parent == Path(options["outdir"]))
+        click.echo(f"wrote {images} images to {options['outdir']}")
+
+
+# ---------------------------------------------------------------- pggan-explore
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.argument("checkpoint", type=click.Path())
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. 0.0.0.0 lets anyone on the network use the page (and the GPU): a warning is printed.",
+)
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--direction",
+    "directions",
+    multiple=True,
+    help="NAME=FILE.npy: a slider for this direction file (InterFaceGAN format); repeat for more.",
+)
+@click.option("--sefa", type=int, default=5, show_default=True, help="Sliders for the first N closed-form directions.")
+@click.option("--raw", is_flag=True, help="Use the trained generator instead of its EMA average.")
+@click.option(
+    "--cache-mb", type=float, default=256, show_default=True, help="Memory for rendered faces (least recently used go)."
+)
+@click.option(
+    "--open", "open_browser", is_flag=True, help="Open the page in this machine's browser (if it has a display)."
+)
+@click.option("--verbose", is_flag=True, help="Log every request.")
+@_one_line_errors
+def explore_command(checkpoint: str, **options: Any) -> None:
+    """Serve a web page to browse, pick, morph and edit the faces of CHECKPOINT (a file or a run directory).
+
+    Runs in the foreground until Ctrl-C. From another machine, tunnel the port: ssh -L 8000:127.0.0.1:8000 HOST.
+    """
+    from pggan.pictures.explore.server import run_explore
+
+    run_explore(checkpoint, **options)
 
 
 # ---------------------------------------------------------------- pggan-swd
@@ -283,7 +370,7 @@ def swd_command(**options: Any) -> None:
     REAL and FAKE may each be a dataset made by pggan-prepare, a folder of images, or a checkpoint (or run
     directory), whose EMA generator draws the images.
     """
-    from pggan.metrics.image_sets import compare
+    from pggan.metrics.swd_command import compare_swd as compare
 
     report = compare(
         options["real"],
@@ -310,7 +397,7 @@ def import_command(pickle_file: str, out: str, overwrite: bool) -> None:
 
     Nothing stored in the pickle is executed: only network variables are read.
     """
-    from pggan.official import import_official
+    from pggan.official.importer import import_official
 
     networks = import_official(pickle_file, out, overwrite=overwrite)
     click.echo(networks.summary())
@@ -323,7 +410,10 @@ def import_command(pickle_file: str, out: str, overwrite: bool) -> None:
 @click.argument("fake", type=click.Path())
 @click.option("--inception", "inception_path", type=click.Path(), default=None, help="Inception-v3 weights file.")
 @click.option(
-    "--num-images", type=int, default=None, help="Fakes to draw, reals at most [default: 50000, as published]."
+    "--num-images",
+    type=int,
+    default=None,
+    help=f"Fakes to draw, reals at most [default: {defaults.FID_IMAGES}, as published].",
 )
 @click.option("--resolution", type=int, default=None, help="Read images at this size [default: the smaller side's].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Subsets and latents.")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pggan.errors import UserError
+
 MIN_RESOLUTION = 4
 MAX_RESOLUTION = 1024
 #: SWD's coarsest Laplacian level (official metrics/sliced_wasserstein.py stops at 16×16).
@@ -28,7 +30,15 @@ def is_resolution(value: Any, low: int = MIN_RESOLUTION, high: int = MAX_RESOLUT
 
 
 def resolution_error(value: Any, high: int = MAX_RESOLUTION, what: str = "resolution") -> str:
+    """The one message for a resolution that is not a power of two in [4, high]."""
     return f"{what} must be a power of two from {MIN_RESOLUTION} to {high}, got {value!r}"
+
+
+def check_resolution(value: Any, what: str = "resolution", high: int = MAX_RESOLUTION) -> int:
+    """``value`` when it is a power of two in [4, high]; else the one-line UserError naming ``what``."""
+    if not is_resolution(value, high=high):
+        raise UserError(resolution_error(value, high, what))
+    return int(value)
 
 
 def stage_of(resolution: int) -> int:

@@ -1,7 +1,9 @@
 """A float64 reference SWD written straight from issue 5's description (numpy + scipy, no shortcuts).
 
-It takes the fast version's random choices (patch corners, directions) so the two can be compared tightly,
-but recomputes everything else: pyramid by explicit 2-D convolution of the zero-inserted image with
+It draws the same random numbers as the fast version (the same seeded streams, via ``swd.stream_seed``) so
+the two can be compared tightly, but every constant of the method is a literal here — 128 patches of 7×7 per
+image, 4 repeats × 128 directions, levels R … 16 — never read from the package under test, and it recomputes
+everything else: pyramid by explicit 2-D convolution of the zero-inserted image with
 mirror borders, normalisation of the descriptors themselves, projection, full sort, mean |difference|.
 """
 
@@ -11,6 +13,7 @@ import torch
 
 from pggan.metrics import swd
 
+NHOOD, NHOODS, REPEATS, DIRS = 7, 128, 4, 128  # official metrics/sliced_wasserstein.py
 KERNEL = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]).astype(np.float64) / 256.0
 
 
@@ -37,7 +40,7 @@ def descriptors(level, corners):
     out = []
     for i in range(level.shape[0]):
         for y, x in corners[i]:
-            out.append(level[i, :, y : y + 7, x : x + 7])
+            out.append(level[i, :, y : y + NHOOD, x : x + NHOOD])
     d = np.stack(out)  # (n, C, 7, 7)
     d = (d - d.mean(axis=(0, 2, 3), keepdims=True)) / d.std(axis=(0, 2, 3), keepdims=True)
     return d.reshape(d.shape[0], -1)
@@ -45,13 +48,23 @@ def descriptors(level, corners):
 
 def corners_for(seed, stream, level, num_images, size):
     gen = torch.Generator().manual_seed(swd.stream_seed(seed, stream, level))
-    return swd.patch_corners(num_images, size, gen).numpy()
+    return torch.randint(0, size - NHOOD + 1, (num_images, NHOODS, 2), generator=gen).numpy()
+
+
+def directions_for(seed, level, dim):
+    gen = torch.Generator().manual_seed(swd.stream_seed(seed, "directions", level))
+    dirs = torch.randn(REPEATS * DIRS, dim, dtype=torch.float64, generator=gen).numpy()
+    return dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+
+
+def levels_for(resolution):
+    return [resolution >> k for k in range(resolution.bit_length()) if resolution >> k >= 16]
 
 
 def reference_swd(reals, fakes, seed=0, corners=None, directions=None):
     """``{resolution: swd×1e3, "avg": ...}`` in float64; corners/directions default to the fast version's."""
     reals, fakes = reals.numpy(), fakes.numpy()
-    resolutions = swd.swd_resolutions(reals.shape[-1])
+    resolutions = levels_for(reals.shape[-1])
     pyr_r, pyr_f = laplacian(reals, len(resolutions)), laplacian(fakes, len(resolutions))
     result = {}
     for i, res in enumerate(resolutions):
@@ -62,12 +75,12 @@ def reference_swd(reals, fakes, seed=0, corners=None, directions=None):
             cr, cf = corners(i, res)
         a, b = descriptors(pyr_r[i], cr), descriptors(pyr_f[i], cf)
         if directions is None:
-            dirs = swd.random_directions(a.shape[1], seed, i).numpy()
+            dirs = directions_for(seed, i, a.shape[1])
         else:
             dirs = directions(i, a.shape[1])
         repeats = []
-        for r in range(swd.DIR_REPEATS):
-            d = dirs[r * swd.DIRS_PER_REPEAT : (r + 1) * swd.DIRS_PER_REPEAT].T  # (dim, 128)
+        for r in range(REPEATS):
+            d = dirs[r * DIRS : (r + 1) * DIRS].T  # (dim, 128)
             pa, pb = np.sort(a @ d, axis=0), np.sort(b @ d, axis=0)
             repeats.append(np.mean(np.abs(pa - pb)))
         result[res] = float(np.mean(repeats)) * 1e3

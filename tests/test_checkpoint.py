@@ -7,28 +7,18 @@ import time
 import pytest
 import torch
 
-from pggan.checkpoint import (
+from pggan.errors import UserError
+from pggan.model.checkpoint import (
     build_generator,
     find_readable_checkpoint,
     load_checkpoint,
-    network_state,
     save_checkpoint,
 )
-from pggan.errors import UserError
-from pggan.networks import Discriminator, Generator
-
-
-def small_state():
-    torch.manual_seed(0)
-    g = Generator(16, latent_size=8, fmap_base=32, fmap_max=8)
-    d = Discriminator(16, fmap_base=32, fmap_max=8)
-    ema = Generator(**g.config)
-    ema.load_state_dict(g.state_dict())
-    return g, network_state(g, d, ema, resolution=16, alpha=0.5)
+from tests.helpers import tiny_checkpoint
 
 
 def test_round_trip_rebuilds_the_generator(tmp_path):
-    g, state = small_state()
+    g, _, state = tiny_checkpoint(None, alpha=0.5)
     path = tmp_path / "run" / "latest.pt"
     save_checkpoint({**state, "images_shown": 1234}, path)
     loaded = load_checkpoint(path)
@@ -41,7 +31,7 @@ def test_round_trip_rebuilds_the_generator(tmp_path):
 
 
 def test_failed_save_keeps_previous_file(tmp_path):
-    _, state = small_state()
+    *_, state = tiny_checkpoint(None, alpha=0.5)
     path = tmp_path / "latest.pt"
     save_checkpoint(state, path)
     before = path.read_bytes()
@@ -57,7 +47,7 @@ def test_failed_save_keeps_previous_file(tmp_path):
 
 
 def test_rejects_missing_truncated_foreign_and_code_carrying_files(tmp_path):
-    _, state = small_state()
+    *_, state = tiny_checkpoint(None, alpha=0.5)
     good = tmp_path / "good.pt"
     save_checkpoint(state, good)
     truncated = tmp_path / "truncated.pt"
@@ -86,7 +76,7 @@ def test_kill_9_during_saves_leaves_a_loadable_checkpoint(tmp_path):
     path = tmp_path / "latest.pt"
     script = (
         "import sys, torch\n"
-        "from pggan.checkpoint import save_checkpoint\n"
+        "from pggan.model.checkpoint import save_checkpoint\n"
         "state = {'weights': torch.randn(4_000_000), 'images_shown': 0}\n"
         "i = 0\n"
         "while True:\n"
@@ -105,7 +95,7 @@ def test_kill_9_during_saves_leaves_a_loadable_checkpoint(tmp_path):
 
 
 def test_checksum_catches_bit_rot_that_torch_load_would_not(tmp_path):
-    _, state = small_state()
+    *_, state = tiny_checkpoint(None, alpha=0.5)
     marker = torch.arange(1000, dtype=torch.float32) + 0.5  # bytes easy to find in the file
     path = tmp_path / "latest.pt"
     save_checkpoint({**state, "marker": marker}, path)
@@ -122,7 +112,7 @@ def test_checksum_catches_bit_rot_that_torch_load_would_not(tmp_path):
 
 
 def test_newest_readable_checkpoint_is_found_when_latest_is_damaged(tmp_path):
-    _, state = small_state()
+    *_, state = tiny_checkpoint(None, alpha=0.5)
     for kimg in (40, 80, 120):
         save_checkpoint({**state, "images_shown": kimg}, tmp_path / f"checkpoint-{kimg / 1000:010.3f}.pt")
     save_checkpoint({**state, "images_shown": 120}, tmp_path / "latest.pt")
@@ -139,7 +129,7 @@ def test_refused_write_is_one_error_and_keeps_the_old_file(tmp_path):
     path = tmp_path / "latest.pt"
     script = (
         "import resource, signal, sys, torch\n"
-        "from pggan.checkpoint import save_checkpoint\n"
+        "from pggan.model.checkpoint import save_checkpoint\n"
         "from pggan.atomic import WriteFailed\n"
         "save_checkpoint({'w': torch.zeros(10)}, sys.argv[1])\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"

@@ -1,4 +1,4 @@
-"""pggan.data: the level reader and the exact, resumable, rank-sliced, worker-independent batch stream."""
+"""pggan.data.loader: the level reader and the exact, resumable, rank-sliced, worker-independent batch stream."""
 
 import pickle
 from itertools import islice
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from pggan.data import (
+from pggan.data.loader import (
     BatchStream,
     PyramidDataset,
     epoch_order,
@@ -16,8 +16,8 @@ from pggan.data import (
     read_meta,
     to_float_images,
 )
+from pggan.data.prepare import prepare_dataset
 from pggan.errors import UserError
-from pggan.prepare import prepare_dataset
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from pggan.cli import eval_command, fid_command, msssim_command, swd_command, train_command
 from pggan.metrics import evaluate
-from pggan.metrics.train_msssim import TrainingMSSSIM
+from pggan.metrics.dataset_metrics import DatasetMSSSIM
 
 TINY = [
     "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", "cpu", "--workers", "0",
@@ -98,7 +98,7 @@ def test_a_rerun_after_an_interruption_reuses_finished_rows(run_dir, tmp_path, m
     store = run_dir / evaluate.STORE_NAME
     store.unlink(missing_ok=True)
     calls = []
-    original = TrainingMSSSIM.evaluate
+    original = DatasetMSSSIM.evaluate
 
     def interrupted(self, generator, resolution, alpha):
         calls.append(resolution)
@@ -106,7 +106,7 @@ def test_a_rerun_after_an_interruption_reuses_finished_rows(run_dir, tmp_path, m
             raise KeyboardInterrupt
         return original(self, generator, resolution, alpha)
 
-    monkeypatch.setattr(TrainingMSSSIM, "evaluate", interrupted)
+    monkeypatch.setattr(DatasetMSSSIM, "evaluate", interrupted)
     args = dict(metrics="msssim", num_images=COUNT, json_path=tmp_path / "a.json", echo=lambda line: None)
     with pytest.raises(KeyboardInterrupt):
         evaluate.evaluate_run(run_dir, **args)
@@ -118,7 +118,7 @@ def test_a_rerun_after_an_interruption_reuses_finished_rows(run_dir, tmp_path, m
     assert calls == [16]  # only the last checkpoint was evaluated again
     assert [r["msssim"] for r in report["rows"][:2]] == [d["value"] for d in done]
     assert len(printed) == 1 + 3  # the header, then a row per checkpoint
-    monkeypatch.setattr(TrainingMSSSIM, "evaluate", original)
+    monkeypatch.setattr(DatasetMSSSIM, "evaluate", original)
     calls.clear()
     again = evaluate.evaluate_run(run_dir, **{**args, "num_images": COUNT + 2})  # other settings: computed anew
     assert again["rows"][2]["msssim"] != report["rows"][2]["msssim"]

@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pggan.checkpoint import dataset_fingerprint, load_checkpoint, run_progress
+from pggan.model.checkpoint import dataset_fingerprint, load_checkpoint, run_progress
+from tests.device import DEVICE_ARG
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", "cpu", "--workers", "0",
+    "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", DEVICE_ARG, "--workers", "0",
     "--batch-schedule", "4:8,8:8,16:8", "--fade-kimg", "0.016", "--stable-kimg", "0.016",
     "--tick-kimg", "0.016", "--snapshot-kimg", "0.04", "--grid-size", "2", "--no-tensorboard",
     "--swd-kimg", "0.032", "--swd-images", "64",
@@ -253,7 +254,7 @@ def test_truncated_dataset_is_an_error_not_a_sigbus(datasets, tmp_path):
 def test_damaged_record_read_by_a_loader_worker_is_one_line(datasets, tmp_path):
     import lmdb
 
-    from pggan.data import make_batch_loader
+    from pggan.data.loader import make_batch_loader
     from pggan.errors import UserError
 
     damaged = tmp_path / "faces"

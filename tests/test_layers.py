@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from pggan.layers import (
+from pggan.model.layers import (
     EqualizedConv2d,
     EqualizedLinear,
     MinibatchStdDev,

@@ -1,13 +1,16 @@
 import pytest
 import torch
 
-from pggan.losses import DRIFT_EPSILON, GP_LAMBDA, d_loss, g_loss, gradient_penalty
-from pggan.networks import Discriminator, Generator
+from pggan.model.losses import DRIFT_EPSILON, GP_LAMBDA, d_loss, g_loss, gradient_penalty
+from pggan.model.networks import Discriminator, Generator
+
+# The expected values below use the paper's literals, never the package's constants (which could move with them).
+LAMBDA, DRIFT = 10.0, 0.001
 
 
 def test_paper_constants():
-    assert GP_LAMBDA == 10.0
-    assert DRIFT_EPSILON == 0.001
+    assert GP_LAMBDA == LAMBDA
+    assert DRIFT_EPSILON == DRIFT
 
 
 def test_gradient_penalty_of_linear_critic_is_analytic():
@@ -20,7 +23,7 @@ def test_gradient_penalty_of_linear_critic_is_analytic():
     reals = torch.randn(5, 3, 4, 4, dtype=torch.float64)
     fakes = torch.randn(5, 3, 4, 4, dtype=torch.float64)
     penalty = gradient_penalty(critic, reals, fakes)
-    expected = GP_LAMBDA * (w.norm() - 1) ** 2
+    expected = LAMBDA * (w.norm() - 1) ** 2
     torch.testing.assert_close(penalty, expected.expand(5))
 
 
@@ -35,12 +38,7 @@ def test_d_loss_terms_for_linear_critic():
     fakes = torch.randn(8, 3, 2, 2, dtype=torch.float64)
     loss, stats = d_loss(critic, reals, fakes)
     real_scores, fake_scores = critic(reals), critic(fakes)
-    expected = (
-        fake_scores.mean()
-        - real_scores.mean()
-        + GP_LAMBDA * (w.norm() - 1) ** 2
-        + DRIFT_EPSILON * (real_scores**2).mean()
-    )
+    expected = fake_scores.mean() - real_scores.mean() + LAMBDA * (w.norm() - 1) ** 2 + DRIFT * (real_scores**2).mean()
     torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(stats["wdist"].double(), real_scores.mean() - fake_scores.mean(), rtol=1e-5, atol=1e-5)
 
@@ -57,7 +55,7 @@ def test_penalty_gradient_reaches_critic_parameters_by_double_backward():
     gradient_penalty(critic, reals, fakes).mean().backward()
     # d/dw λ(‖w‖−1)² = 2λ(‖w‖−1) w/‖w‖
     norm = w.detach().norm()
-    torch.testing.assert_close(w.grad, 2 * GP_LAMBDA * (norm - 1) * w.detach() / norm)
+    torch.testing.assert_close(w.grad, 2 * LAMBDA * (norm - 1) * w.detach() / norm)
 
 
 def test_losses_backpropagate_through_real_networks():
@@ -86,5 +84,5 @@ def test_mix_is_per_sample():
     fakes = torch.zeros_like(reals)
     penalty = gradient_penalty(critic, reals, fakes, mix=torch.tensor([0.0, 1.0]))
     grad_norm_real = torch.tensor(3.0 * 2**0.5, dtype=torch.float64)
-    assert penalty[0].item() == pytest.approx(GP_LAMBDA * (grad_norm_real.item() - 1) ** 2)
-    assert penalty[1].item() == pytest.approx(GP_LAMBDA * 1.0)
+    assert penalty[0].item() == pytest.approx(LAMBDA * (grad_norm_real.item() - 1) ** 2)
+    assert penalty[1].item() == pytest.approx(LAMBDA * 1.0)

@@ -10,12 +10,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pggan.cli import swd_command, train_command
-from pggan.metrics.image_sets import compare, image_batches, open_image_set
-from pggan.prepare import prepare_dataset
+from pggan.data.prepare import prepare_dataset
+from pggan.metrics.sources import image_batches, open_image_set
+from pggan.metrics.swd_command import compare_swd as compare
+from tests.device import DEVICE_ARG
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
 TINY = [
-    "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", "cpu", "--workers", "0",
+    "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", DEVICE_ARG, "--workers", "0",
     "--batch-schedule", "4:8,8:8,16:8", "--fade-kimg", "0.016", "--stable-kimg", "0.016",
     "--tick-kimg", "0.016", "--snapshot-kimg", "0.032", "--grid-size", "2", "--no-tensorboard",
 ]  # fmt: skip

@@ -120,7 +120,7 @@ def run(*args):
 
 
 def test_folder_score_and_json_equal_the_library_on_the_same_images(tmp_path):
-    from pggan.metrics.image_sets import image_batches, open_image_set
+    from pggan.metrics.sources import image_batches, open_image_set
 
     out = tmp_path / "out" / "msssim.json"
     result = run(SAMPLE / "lfw_subset", "--num-images", 20, "--resolution", 32, "--seed", 3, "--json", out, "--quiet")

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from pggan.layers import downsample2x, upsample2x
-from pggan.networks import Discriminator, Generator, feature_maps
+from pggan.model.layers import downsample2x, upsample2x
+from pggan.model.networks import Discriminator, Generator, feature_maps
 
 RESOLUTIONS = [4, 8, 16, 32, 64, 128, 256, 512, 1024]
 

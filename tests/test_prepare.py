@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pggan.data import PyramidDataset, read_meta
+from pggan.data.loader import PyramidDataset, read_meta
+from pggan.data.prepare import prepare_dataset
+from pggan.data.pyramid import MAP_SIZE, record_key, shared_env
 from pggan.errors import UserError
-from pggan.prepare import prepare_dataset
-from pggan.pyramid import MAP_SIZE, record_key, shared_env
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
 
@@ -312,8 +312,8 @@ def test_forced_encodings_store_identical_pixels_and_are_recorded(tmp_path):
 
 
 def test_encoding_is_chosen_by_measured_savings():
-    from pggan.pyramid import build_levels
-    from pggan.storage_choice import choose_encodings
+    from pggan.data.pyramid import build_levels
+    from pggan.data.storage_choice import choose_encodings
 
     rng = np.random.default_rng(5)
     smooth = [
@@ -330,7 +330,7 @@ def test_encoding_is_chosen_by_measured_savings():
 
 
 def test_float_cascade_rounds_half_to_even_and_differs_from_a_rounded_cascade():
-    from pggan.pyramid import build_levels
+    from pggan.data.pyramid import build_levels
 
     # Every 2×2 mean is 2.5: np.rint gives 2 (half to even); the legacy rule gave 3 (half up).
     half = np.full((8, 8, 1), 2, dtype=np.uint8)
@@ -350,7 +350,7 @@ def test_float_cascade_rounds_half_to_even_and_differs_from_a_rounded_cascade():
 LEGACY_REWRITE = """
 import json, sys
 import lmdb, numpy as np
-from pggan.pyramid import build_levels, decode_record_into, encode_record
+from pggan.data.pyramid import build_levels, decode_record_into, encode_record
 env = lmdb.open(sys.argv[1])
 with env.begin(write=True) as txn:  # as the previous version made it: rounded cascade, no level_rule field
     meta = json.loads(txn.get(b"meta"))
@@ -370,8 +370,8 @@ def test_datasets_of_the_legacy_rule_still_load_and_verify(tmp_path):
     import subprocess
     import sys
 
-    from pggan.pyramid import build_levels
-    from pggan.verify import verify_dataset
+    from pggan.data.pyramid import build_levels
+    from pggan.data.verify import verify_dataset
 
     out = tmp_path / "faces"
     prepare_dataset([str(SAMPLE / "lfw_subset")], out, resolution=16, workers=1, progress=False)

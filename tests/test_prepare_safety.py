@@ -13,10 +13,10 @@ import torch
 from click.testing import CliRunner
 
 from pggan.cli import prepare_command
-from pggan.data import PyramidDataset, read_meta
+from pggan.data.loader import PyramidDataset, read_meta
+from pggan.data.prepare import prepare_dataset
+from pggan.data.verify import verify_dataset
 from pggan.errors import UserError
-from pggan.prepare import prepare_dataset
-from pggan.verify import verify_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "datasets" / "sample"
@@ -76,7 +76,7 @@ def test_killed_build_leaves_the_earlier_dataset_intact(dataset, tmp_path):
     listing = tmp_path / "many.txt"  # long enough to be caught mid-way: one real photo listed many times
     listing.write_text("\n".join([str(SAMPLE / "color" / "grace_hopper_128.png")] * 20000))
     code = (
-        "from pggan.prepare import prepare_dataset; "
+        "from pggan.data.prepare import prepare_dataset; "
         f"prepare_dataset([{str(listing)!r}], {str(dataset)!r}, resolution=128, workers=2, overwrite=True)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -94,6 +94,13 @@ def test_killed_build_leaves_the_earlier_dataset_intact(dataset, tmp_path):
     assert builder.poll() is None, "the builder finished before it could be killed: " + builder.stderr.read().decode()
     os.killpg(builder.pid, signal.SIGKILL)  # the builder and its decoding workers
     builder.wait(timeout=30)
+    gone = time.monotonic() + 30  # forked workers share the dataset lock until the kernel has ended them too
+    while time.monotonic() < gone:
+        try:
+            os.killpg(builder.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
     assert partial is not None and partial.exists()  # it was caught mid-way
     assert digest(dataset) == before
     assert read_meta(dataset)["count"] == 29

@@ -19,9 +19,9 @@ capped at max_minibatch_per_gpu[res] * num_gpus; lod_training_kimg = lod_transit
 import pytest
 
 from pggan.errors import UserError
-from pggan.presets import OFFICIAL, PAPER, resolve_batches, resolve_learning_rates
-from pggan.run_schedule import build_schedule, check_batch_sizes
-from pggan.train_options import TrainOptions, upgrade_saved_options
+from pggan.training.options import TrainOptions, upgrade_saved_options
+from pggan.training.plan import build_schedule, check_batch_sizes
+from pggan.training.presets import OFFICIAL, PAPER, resolve_batches, resolve_learning_rates
 
 RES = [4, 8, 16, 32, 64, 128, 256, 512, 1024]
 OFFICIAL_BATCHES = {
@@ -141,7 +141,7 @@ def test_tf32_is_an_explicit_choice_off_by_default():
     """The official runs are float32; PyTorch's cuDNN default would be TF32 on Ampere+. The flag decides both."""
     import torch
 
-    from pggan.train_step import configure_torch
+    from pggan.devices import configure_torch
 
     saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
     try:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from pggan.run_log import RunLog
+from pggan.training.run_log import RunLog
 
 
 def record(tick, kimg, **extra):

@@ -6,34 +6,29 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from pggan.checkpoint import network_state, save_checkpoint
 from pggan.cli import sample_command
-from pggan.networks import Discriminator, Generator
+from pggan.model.checkpoint import save_checkpoint
+from pggan.pictures.grids import make_grid, parse_grid_size, save_image_grid
 from pggan.pixels import images_to_uint8
-from pggan.sample import make_grid, parse_grid_size, save_image_grid
+from tests.helpers import tiny_checkpoint
 
 LATENT = 8
 
 
-def tiny_checkpoint(path, channels=3, resolution=16, alpha=0.5):
-    """A tiny checkpoint whose EMA generator differs from the raw one, so --raw is observable."""
-    torch.manual_seed(0)
-    g = Generator(16, channels=channels, latent_size=LATENT, fmap_base=32, fmap_max=8)
-    d = Discriminator(16, channels=channels, fmap_base=32, fmap_max=8)
-    ema = Generator(**g.config)
-    ema.load_state_dict({k: v + 0.05 * torch.randn_like(v) for k, v in g.state_dict().items()})
-    save_checkpoint(network_state(g, d, ema, resolution=resolution, alpha=alpha), path)
-    return g.eval(), ema.eval()
-
-
 def seed_latents(count, seed):
-    """The documented latent contract: a seeded CPU torch.Generator, standard normal, shape (count, latent)."""
-    return torch.randn(count, LATENT, generator=torch.Generator().manual_seed(seed))
+    """The documented seed rule, written out: seed s → RandomState(s).randn(latent), on the √latent sphere."""
+    rows = []
+    for s in range(seed, seed + count):
+        z = np.random.RandomState(s).randn(LATENT)
+        rows.append(z / np.linalg.norm(z) * np.sqrt(LATENT))
+    return torch.from_numpy(np.stack(rows).astype(np.float32))
 
 
 def expected_uint8(generator, count, seed, resolution=16, alpha=0.5):
+    """Faces are drawn one latent per generator call, so each is a function of its seed alone."""
     with torch.no_grad():
-        return images_to_uint8(generator(seed_latents(count, seed), resolution, alpha))
+        latents = seed_latents(count, seed)
+        return torch.cat([images_to_uint8(generator(latents[k : k + 1], resolution, alpha)) for k in range(count)])
 
 
 def tiles(grid, rows, cols, size):
@@ -52,7 +47,7 @@ def invoke(*args):
 @pytest.fixture
 def checkpoint(tmp_path):
     path = tmp_path / "run" / "latest.pt"
-    nets = tiny_checkpoint(path)
+    nets = tiny_checkpoint(path, alpha=0.5, ema_offset=0.05)[:2]  # the EMA differs: --raw is observable
     return path, nets
 
 
@@ -90,7 +85,7 @@ def test_outdir_images_match_the_grid_tiles(tmp_path, checkpoint):
     result = invoke(path, "--grid", grid, "--rows", 2, "--cols", 2, "--outdir", outdir, "--count", 5, "--batch-size", 5)
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in outdir.iterdir())
-    assert names == [f"seed0-{k:06d}.png" for k in range(5)]
+    assert names == [f"seed{k:05d}.png" for k in range(5)]  # --seed 0 --count 5: the seeds 0 … 4
     grid_tiles = tiles(np.asarray(Image.open(grid)), 2, 2, 16)
     for k in range(4):
         single = np.asarray(Image.open(outdir / names[k]))
@@ -100,7 +95,7 @@ def test_outdir_images_match_the_grid_tiles(tmp_path, checkpoint):
 
 def test_grayscale_checkpoint_writes_L_mode_pngs(tmp_path):
     path = tmp_path / "gray.pt"
-    _, ema = tiny_checkpoint(path, channels=1, resolution=8, alpha=1.0)
+    _, ema, _ = tiny_checkpoint(path, channels=1, resolution=8, ema_offset=0.05)
     out, outdir = tmp_path / "g.png", tmp_path / "imgs"
     result = invoke(path, "--grid", out, "--rows", 2, "--cols", 2, "--outdir", outdir, "--count", 1, "--batch-size", 4)
     assert result.exit_code == 0, result.output
@@ -108,7 +103,7 @@ def test_grayscale_checkpoint_writes_L_mode_pngs(tmp_path):
     assert image.mode == "L" and image.size == (16, 16)
     expected = expected_uint8(ema, 4, seed=0, resolution=8, alpha=1.0)
     assert np.array_equal(np.asarray(image)[8:, :8], expected[2, 0].numpy())
-    assert Image.open(outdir / "seed0-000000.png").mode == "L"
+    assert Image.open(outdir / "seed00000.png").mode == "L"
 
 
 def test_images_to_uint8_rounds_and_clamps():
@@ -175,9 +170,9 @@ def test_existing_outputs_survive_without_overwrite(tmp_path, checkpoint):
     assert_refused(invoke(path, "--grid", grid), "already exists")
     assert grid.read_bytes() == b"precious"
     outdir.mkdir()
-    (outdir / "seed0-000002.png").write_bytes(b"precious too")
+    (outdir / "seed00002.png").write_bytes(b"precious too")
     assert_refused(invoke(path, "--video", video, "--outdir", outdir, "--count", 3), "already exists")
-    assert not video.exists() and sorted(p.name for p in outdir.iterdir()) == ["seed0-000002.png"]
+    assert not video.exists() and sorted(p.name for p in outdir.iterdir()) == ["seed00002.png"]
     result = invoke(path, "--grid", grid, "--rows", 1, "--cols", 1, "--overwrite")
     assert result.exit_code == 0, result.output
     assert Image.open(grid).size == (16, 16)

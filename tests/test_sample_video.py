@@ -8,21 +8,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pggan.checkpoint import network_state, save_checkpoint
 from pggan.cli import sample_command
-from pggan.networks import Discriminator, Generator
+from pggan.pictures.latents import slerp
+from pggan.pictures.video import gaussian_walk, keyframe_walk, write_mp4
 from pggan.pixels import images_to_uint8
-from pggan.video import gaussian_walk, keyframe_walk, slerp, write_mp4
+from tests.helpers import tiny_checkpoint
 
 LATENT = 8
-
-
-def tiny_checkpoint(path, channels=3):
-    torch.manual_seed(0)
-    g = Generator(16, channels=channels, latent_size=LATENT, fmap_base=32, fmap_max=8)
-    d = Discriminator(16, channels=channels, fmap_base=32, fmap_max=8)
-    save_checkpoint(network_state(g, d, g, resolution=16, alpha=1.0), path)
-    return g.eval()
 
 
 def decode(path):
@@ -44,7 +36,7 @@ def cosine(a, b):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("run") / "latest.pt"
-    return path, tiny_checkpoint(path)
+    return path, tiny_checkpoint(path)[0]
 
 
 # ---------------------------------------------------------------- walks
@@ -65,8 +57,9 @@ def test_gaussian_walk_is_smooth_looping_on_the_sphere_and_seeded():
 def test_keyframe_walk_passes_through_the_seeded_keyframes_and_loops():
     frames, keys = 40, 4
     walk = keyframe_walk(frames, 3, LATENT, seed=5, keyframes=keys)
-    expected = torch.randn(keys, 3, LATENT, generator=torch.Generator().manual_seed(5))
-    expected = expected / expected.norm(dim=-1, keepdim=True) * math.sqrt(LATENT)
+    # keyframe k of cell c is the face of seed 5 + 3k + c: RandomState(seed).randn on the √latent sphere
+    draws = np.stack([np.random.RandomState(5 + i).randn(LATENT) for i in range(keys * 3)]).reshape(keys, 3, LATENT)
+    expected = torch.from_numpy(draws / np.linalg.norm(draws, axis=-1, keepdims=True) * math.sqrt(LATENT)).float()
     for k in range(keys):
         assert torch.allclose(walk[k * frames // keys], expected[k], atol=1e-5)
     assert torch.allclose(walk.norm(dim=-1), torch.full((frames, 3), math.sqrt(LATENT)), atol=1e-4)

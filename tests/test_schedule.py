@@ -1,6 +1,6 @@
 import pytest
 
-from pggan.schedule import Schedule, parse_batch_schedule, parse_learning_rates
+from pggan.training.schedule import Schedule, parse_batch_schedule, parse_learning_rates
 
 # config.py '-preset-v2-1gpu' resolved by train.TrainingSchedule (minibatch_base 4 fills 1024).
 OFFICIAL_BATCH_SIZES = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}

@@ -12,7 +12,7 @@ from PIL import Image
 from pggan.errors import UserError
 from pggan.metrics import swd
 from pggan.metrics.swd import SWDEvaluator, sliced_wasserstein_pyramid
-from pggan.networks import Generator
+from pggan.model.networks import Generator
 from tests.swd_reference import laplacian, pyr_down, pyr_up, reference_swd
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"

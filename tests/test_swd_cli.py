@@ -5,12 +5,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
-from pggan.checkpoint import network_state, save_checkpoint
 from pggan.cli import swd_command
-from pggan.networks import Discriminator, Generator
+from tests.helpers import tiny_checkpoint
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
 
@@ -23,11 +21,8 @@ def run(*args):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A small grayscale generator at 32², half faded in, saved as a run directory's latest.pt."""
-    torch.manual_seed(0)
-    g = Generator(64, channels=1, latent_size=8, fmap_base=32, fmap_max=8)
-    d = Discriminator(64, channels=1, fmap_base=32, fmap_max=8)
     path = tmp_path_factory.mktemp("run") / "latest.pt"
-    save_checkpoint(network_state(g, d, g, resolution=32, alpha=0.5), path)
+    tiny_checkpoint(path, max_resolution=64, resolution=32, alpha=0.5, channels=1)
     return path
 
 

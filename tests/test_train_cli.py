@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from pggan.checkpoint import load_checkpoint, run_progress
-from tests.train_helpers import run_console
+from pggan.model.checkpoint import load_checkpoint, run_progress
+from tests.device import DEVICE_ARG
+from tests.helpers import run_console
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = [
-    "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", "cpu", "--workers", "0",
+    "--fmap-base", "32", "--fmap-max", "8", "--latent-size", "8", "--device", DEVICE_ARG, "--workers", "0",
     "--batch-schedule", "4:8,8:8,16:8", "--fade-kimg", "0.016", "--stable-kimg", "0.016",
     "--tick-kimg", "0.016", "--snapshot-kimg", "0.04", "--grid-size", "2", "--no-tensorboard",
 ]  # fmt: skip
@@ -93,7 +94,7 @@ def test_bad_input_is_one_line_error(faces16, tmp_path, args, message):
     args = [a if a != "DATA" else faces16 for a in args]
     if "--data" not in args and "--resume" not in args and args != ["--resolution", 16]:
         args = ["--data", faces16, *args]
-    result = run("pggan-train", *args, "--out", tmp_path, "--device", "cpu", "--no-tensorboard")
+    result = run("pggan-train", *args, "--out", tmp_path, "--device", DEVICE_ARG, "--no-tensorboard")
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pggan.distributed import DistContext, shutdown
-from pggan.train import Trainer
-from tests.train_helpers import random_pyramid, tensor_source
+from pggan.training.distributed import DistContext, shutdown
+from pggan.training.trainer import Trainer
+from tests.device import DEVICE_ARG, ON_CUDA, init_test_group
+from tests.helpers import plan, random_pyramid, single_job, tensor_source
 
 # config.py v2 presets at 4×4 and 8×8: 1 GPU 128/128, 2 GPUs 256/256, 4 and 8 GPUs 512/256 (global batches).
 EXPECTED = {1: {4: 128, 8: 128}, 2: {4: 256, 8: 256}, 4: {4: 512, 8: 256}, 8: {4: 512, 8: 256}}
@@ -28,25 +28,23 @@ def free_port() -> int:
 
 
 def default_schedule_options(root: Path):
-    from pggan.train_options import TrainOptions
+    from pggan.training.options import TrainOptions
 
     # Only the phase lengths are shortened: batch schedule, learning rates, stddev group and mirror are defaults.
     return TrainOptions(
-        data=str(root / "data"), resolution=8, out=str(root / "runs"), run_name="run", device="cpu",
+        data=str(root / "data"), resolution=8, out=str(root / "runs"), run_name="run", device=DEVICE_ARG,
         fade_kimg=0.512, stable_kimg=0.512, total_kimg=1.536, fmap_base=16, fmap_max=4, latent_size=4,
         tick_kimg=0.512, snapshot_kimg=100, workers=0, grid_size=2, tensorboard=False,
     )  # fmt: skip
 
 
 def _worker(rank: int, world_size: int, port: int, root: str) -> None:
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    device = init_test_group(rank, world_size, port)
     try:
         options = default_schedule_options(Path(root))
         run_dir = Path(options.out) / options.run_name
         run_dir.mkdir(parents=True, exist_ok=True)
-        job = DistContext(rank=rank, local_rank=rank, world_size=world_size)
+        job = DistContext(rank=rank, local_rank=rank, world_size=world_size, device=device)
         inner = tensor_source(random_pyramid(count=64, top=8), rank=rank, world_size=world_size)
         seen = []
 
@@ -55,10 +53,10 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
                 seen.append((resolution, batch_size, batch.shape[0]))
                 yield batch
 
-        trainer = Trainer(options, job, run_dir, 3, source, log=lambda m: None)
+        trainer = Trainer(plan(options, source, job.world_size), job, run_dir, 3, log=lambda m: None)
         assert trainer.run() == "done"
         s = trainer.gan
-        params = torch.cat([p.detach().flatten() for n in (s.generator, s.discriminator) for p in n.parameters()])
+        params = torch.cat([p.detach().flatten().cpu() for n in (s.generator, s.discriminator) for p in n.parameters()])
         torch.save({"seen": seen, "params": params, "options": trainer.options.to_dict()}, Path(root) / f"r{rank}.pt")
     finally:
         shutdown()  # drops DDP reducers (gc) before the group, as pggan-train does
@@ -68,6 +66,8 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
     "processes", [1, 2, pytest.param(4, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)]
 )
 def test_default_schedule_trains_on_n_processes(tmp_path, processes):
+    if ON_CUDA and processes > torch.cuda.device_count():
+        pytest.skip(f"{processes} NCCL processes need {processes} GPUs (one process per GPU)")
     mp.spawn(_worker, args=(processes, free_port(), str(tmp_path)), nprocs=processes, join=True)
     results = [torch.load(tmp_path / f"r{rank}.pt") for rank in range(processes)]
     for result in results:
@@ -87,10 +87,10 @@ def test_default_schedule_trains_on_n_processes(tmp_path, processes):
 @pytest.mark.slow  # nine resolutions up to 1024² on the CPU
 def test_paper_preset_trains_with_batches_14_6_3(tmp_path):
     """config.py -preset-v1-1gpu: group 16 over per-process batches 14, 6 and 3 (group = min(16, batch))."""
-    from pggan.train_options import TrainOptions
+    from pggan.training.options import TrainOptions
 
     options = TrainOptions(
-        data=str(tmp_path / "data"), resolution=1024, out=str(tmp_path / "runs"), run_name="run", device="cpu",
+        data=str(tmp_path / "data"), resolution=1024, out=str(tmp_path / "runs"), run_name="run", device=DEVICE_ARG,
         preset="paper", fade_kimg=0, stable_kimg=0.016, total_kimg=0.136, fmap_base=16, fmap_max=4, latent_size=4,
         tick_kimg=1, snapshot_kimg=100, workers=0, grid_size=1, tensorboard=False,
     )  # fmt: skip
@@ -104,7 +104,7 @@ def test_paper_preset_trains_with_batches_14_6_3(tmp_path):
             seen.append((resolution, batch.shape[0]))
             yield batch
 
-    trainer = Trainer(options, DistContext(), run_dir, 3, source, log=lambda m: None)
+    trainer = Trainer(plan(options, source), single_job(), run_dir, 3, log=lambda m: None)
     assert trainer.options.mbstd_group_size == 16 and trainer.gan.discriminator.mbstd_group_size == 16
     assert trainer.run() == "done"
     batches = {}
@@ -118,11 +118,13 @@ def test_paper_preset_trains_with_batches_14_6_3(tmp_path):
 @pytest.mark.slow  # eight Python processes importing torch
 def test_readme_torchrun_command_with_eight_processes(tmp_path):
     """``torchrun --nproc_per_node=8 -m pggan train --data D --resolution R``: default tables, 64 images each."""
+    if ON_CUDA and torch.cuda.device_count() < 8:
+        pytest.skip("eight NCCL processes need eight GPUs (one process per GPU)")
     import json
     import subprocess
     import sys
 
-    from pggan.prepare import prepare_dataset
+    from pggan.data.prepare import prepare_dataset
 
     repo = Path(__file__).resolve().parents[1]
     data = tmp_path / "faces"
@@ -131,7 +133,7 @@ def test_readme_torchrun_command_with_eight_processes(tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=8", "--master_port", str(free_port()),
         "-m", "pggan", "train", "--data", str(data), "--resolution", "16", "--out", str(tmp_path / "runs"),
-        "--device", "cpu", "--workers", "0", "--fmap-base", "16", "--fmap-max", "4", "--latent-size", "4",
+        "--device", DEVICE_ARG, "--workers", "0", "--fmap-base", "16", "--fmap-max", "4", "--latent-size", "4",
         "--total-kimg", "1.024", "--no-tensorboard", "--grid-size", "1",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

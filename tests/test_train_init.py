@@ -7,20 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from pggan.checkpoint import load_checkpoint, run_progress
-from pggan.distributed import DistContext
 from pggan.errors import UserError
-from pggan.init_run import entry_images
-from pggan.official import import_official
-from pggan.schedule import Schedule
-from pggan.train import Trainer
+from pggan.model.checkpoint import load_checkpoint, run_progress
+from pggan.official.importer import import_official
+from pggan.training.init import entry_images
+from pggan.training.schedule import Schedule
+from pggan.training.trainer import Trainer
+from tests.device import DEVICE_ARG
+from tests.helpers import plan, random_pyramid, run_console, single_job, tensor_source, tiny_options
 from tests.official_pickles import official_states, write_official_pickle
-from tests.train_helpers import random_pyramid, run_console, tensor_source, tiny_options
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = [
-    "--device", "cpu", "--workers", "0", "--batch-schedule", "4:8,8:8,16:8", "--fade-kimg", "0.016",
+    "--device", DEVICE_ARG, "--workers", "0", "--batch-schedule", "4:8,8:8,16:8", "--fade-kimg", "0.016",
     "--stable-kimg", "0.016", "--tick-kimg", "0.016", "--snapshot-kimg", "0.04", "--grid-size", "2",
     "--no-tensorboard",
 ]  # fmt: skip
@@ -111,7 +111,7 @@ def test_fused_downsample_critic_trains_and_is_part_of_the_architecture(tmp_path
     options = tiny_options(tmp_path, fused_downsample=True, mbstd_strided=True, total_kimg=0.064)
     run_dir = Path(options.out) / options.run_name
     run_dir.mkdir(parents=True)
-    trainer = Trainer(options, DistContext(), run_dir, 3, tensor_source(random_pyramid()))
+    trainer = Trainer(plan(options, tensor_source(random_pyramid())), single_job(), run_dir, 3)
     assert trainer.run() == "done"
     state = load_checkpoint(run_dir / "latest.pt")
     assert state["discriminator_config"]["fused_downsample"] is True
@@ -121,7 +121,7 @@ def test_fused_downsample_critic_trains_and_is_part_of_the_architecture(tmp_path
     d = trainer.gan.discriminator
     assert d.blocks[2].conv1.__class__.__name__ == "EqualizedConv2dDown"
     # Resuming it with the plain critic would load its weights into another function: refused.
-    from pggan.train_options import TrainOptions, check_resumable
+    from pggan.training.options import TrainOptions, check_resumable
 
     with pytest.raises(UserError, match="--fused-downsample"):
         saved = TrainOptions.from_dict(state["options"])
@@ -130,9 +130,9 @@ def test_fused_downsample_critic_trains_and_is_part_of_the_architecture(tmp_path
 
 
 def test_strided_critic_scores_reals_and_fakes_in_separate_groups():
-    from pggan.losses import d_loss
-    from pggan.networks import Discriminator
-    from pggan.train_step import CriticLoss
+    from pggan.model.losses import d_loss
+    from pggan.model.networks import Discriminator
+    from pggan.training.step import CriticLoss
 
     torch.manual_seed(0)
     d = Discriminator(8, 3, fmap_base=32, fmap_max=8, mbstd_group_size=4, mbstd_strided=True)

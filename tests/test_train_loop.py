@@ -1,12 +1,12 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
-from pggan.checkpoint import load_checkpoint, run_progress
-from pggan.distributed import DistContext
-from pggan.train import Trainer
-from tests.train_helpers import random_pyramid, tensor_source, tiny_options
+from pggan.model.checkpoint import load_checkpoint, run_progress
+from pggan.training.trainer import Trainer
+from tests.helpers import plan, random_pyramid, single_job, tensor_source, tiny_options
 
 
 def make_trainer(tmp_path, resume_checkpoint=None, **overrides):
@@ -14,7 +14,7 @@ def make_trainer(tmp_path, resume_checkpoint=None, **overrides):
     run_dir = Path(options.out) / options.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     return Trainer(
-        options, DistContext(), run_dir, 3, tensor_source(random_pyramid()), resume_checkpoint=resume_checkpoint
+        plan(options, tensor_source(random_pyramid())), single_job(), run_dir, 3, resume_checkpoint=resume_checkpoint
     )
 
 
@@ -82,18 +82,22 @@ def test_stop_request_checkpoints_and_resumes(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(params(reference), params(resumed), strict=True))
 
 
-def test_optimizer_moments_reset_at_every_phase_start(tmp_path):
-    trainer = make_trainer(tmp_path, total_kimg=0.024)
+@pytest.mark.parametrize("total_kimg", [0.024, 0.040])
+def test_optimizer_moments_reset_at_every_phase_start(tmp_path, total_kimg):
+    """Official train.py resets both Adams whenever a phase starts: when a fade starts and when it ends."""
+    trainer = make_trainer(tmp_path, total_kimg=total_kimg)
     trainer.run()
-    # 24 images = two steps at 4×4 and one step into the fade: Adam has taken exactly one step since the reset.
-    steps = {int(v["step"]) for v in trainer.gan.d_optimizer.state_dict()["state"].values()}
-    assert steps == {1}
+    # 24 images: two steps at 4×4, one into the fade to 8; 40: the fade (2 steps), one into the stable 8×8.
+    # Either way each Adam has taken exactly one step since its reset (without resets: 3 or 5).
+    for optimizer in (trainer.gan.g_optimizer, trainer.gan.d_optimizer):
+        steps = {int(v["step"]) for v in optimizer.state_dict()["state"].values()}
+        assert steps == {1}
 
 
 class _CountingSWD(Trainer):
     """SWD itself is tested elsewhere; here only *when* it runs matters, so it reports the position."""
 
-    def _evaluate_swd(self):
+    def evaluate_metric(self, name):
         return {"avg": float(self.images_shown)}
 
 
@@ -103,7 +107,9 @@ def test_stopped_and_resumed_run_keeps_tick_and_swd_cadence(tmp_path):
         run_dir = Path(options.out) / options.run_name
         run_dir.mkdir(parents=True, exist_ok=True)
         source = tensor_source(random_pyramid())
-        return _CountingSWD(options, DistContext(), run_dir, 3, source, resume_checkpoint=state, log=lambda m: None)
+        return _CountingSWD(
+            plan(options, source), single_job(), run_dir, 3, resume_checkpoint=state, log=lambda m: None
+        )
 
     def lines(root):
         records = [json.loads(x) for x in (root / "runs" / "run" / "stats.jsonl").read_text().splitlines()]
@@ -122,7 +128,7 @@ def test_stopped_and_resumed_run_keeps_tick_and_swd_cadence(tmp_path):
     first.batch_source = source
     assert first.run() == "interrupted" and first.images_shown == 40
     state = load_checkpoint(tmp_path / "b" / "runs" / "run" / "latest.pt")
-    assert run_progress(state).next_swd == 64  # saved with the other counters
+    assert run_progress(state).timeline["swd"] == 64  # saved with the other cadences
     assert trainer(tmp_path / "b", state).run() == "done"
     ticks, swd = lines(tmp_path / "ref")
     assert (ticks, swd) == ([0.016, 0.032, 0.048, 0.064, 0.08], [0.032, 0.064])

@@ -32,9 +32,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pggan.data import make_batch_loader, read_meta
-from pggan.prepare import prepare_dataset
-from pggan.pyramid import PNG_COMPRESS_LEVEL
+from pggan.data.loader import make_batch_loader, read_meta
+from pggan.data.prepare import prepare_dataset
+from pggan.data.pyramid import PNG_COMPRESS_LEVEL
 
 LOADER_TARGETS = {4: 2000, 8: 2000, 16: 2000, 32: 2000, 64: 2000, 1024: 60}
 PYRAMID_TARGET = 1.5
@@ -70,7 +70,7 @@ def bench_prepare(source: Path, out: Path, resolution: int, workers: int) -> dic
     result = prepare_dataset([str(source)], out, resolution, workers=workers, overwrite=True, progress=False)
     meta = read_meta(out)
     top_png = 0  # the top level stored losslessly, for the size target
-    from pggan.data import PyramidDataset
+    from pggan.data.loader import PyramidDataset
 
     top = PyramidDataset(out, resolution)
     for i in range(len(top)):

@@ -27,13 +27,19 @@ from machine import cpu_model  # tools/machine.py
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build_file(path: Path) -> float:
-    """Write the synthetic 1024² release pickle; returns its size in MB."""
+def build_file(path: Path, resolution: int = 1024, fmap_max: int = 512) -> float:
+    """Write a synthetic release pickle (1024², paper widths by default); returns its size in MB."""
     sys.path.insert(0, str(REPO))
     from tests.official_pickles import official_states, write_official_pickle  # the format, written in one place
 
     states = official_states(
-        seed=0, resolution=1024, latent_size=512, fmap_base=8192, fmap_max=512, fused=False, mbstd_group_size=16
+        seed=0,
+        resolution=resolution,
+        latent_size=512,
+        fmap_base=8192,
+        fmap_max=fmap_max,
+        fused=False,
+        mbstd_group_size=16,
     )
     tmp = path.with_suffix(".tmp")
     write_official_pickle(tmp, states, numpy1=True)
@@ -43,8 +49,8 @@ def build_file(path: Path) -> float:
 
 def child(step: str, args: list[str]) -> None:
     """Run one step in this process and print its time, its own peak RSS and the RSS before it as JSON."""
-    from pggan.official import import_official
-    from pggan.sample import run_sample
+    from pggan.official.importer import import_official
+    from pggan.pictures.sample_command import run_sample
 
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Python + torch + pggan loaded
     start = time.perf_counter()
@@ -79,12 +85,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4)
     parser.add_argument("--cols", type=int, default=4)
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
+    parser.add_argument("--smoke", action="store_true", help="a tiny 16² file with narrow layers (the tools test)")
     args = parser.parse_args()
+    resolution, fmap_max = (16, 16) if args.smoke else (1024, 512)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    pkl, checkpoint, grid = args.workdir / "synthetic-1024.pkl", args.workdir / "imported.pt", args.workdir / "grid.png"
+    pkl = args.workdir / f"synthetic-{resolution}-{fmap_max}.pkl"
+    checkpoint, grid = args.workdir / "imported.pt", args.workdir / "grid.png"
     if not pkl.exists():
         start = time.perf_counter()
-        build_file(pkl)
+        build_file(pkl, resolution, fmap_max)
         print(f"built {pkl} in {time.perf_counter() - start:.1f} s")
     import torch
 
@@ -102,7 +111,9 @@ def main() -> None:
     results["sample"]["seconds_per_image"] = results["sample"]["seconds"] / (args.rows * args.cols)
     imp, smp = results["import"], results["sample"]
     print(f"CPU {cpu}, {results['threads']} threads, torch {results['torch']}")
-    print(f"synthetic release file     {results['file_mb']:.0f} MB (1024x1024, paper widths, released layout)")
+    print(
+        f"synthetic release file     {results['file_mb']:.0f} MB ({resolution}², fmap_max {fmap_max}, released layout)"
+    )
     print(
         f"pggan-import               {imp['seconds']:.1f} s ({imp['seconds_with_startup']:.1f} s with start-up), "
         f"peak RSS {imp['peak_rss_mb']:.0f} MB ({imp['rss_before_mb']:.0f} MB before: Python, torch, pggan) "
@@ -110,8 +121,8 @@ def main() -> None:
     )
     print(
         f"pggan-sample {args.rows}x{args.cols} grid     {smp['seconds']:.1f} s "
-        f"({smp['seconds_per_image']:.1f} s per 1024² image, load included), peak RSS {smp['peak_rss_mb']:.0f} MB "
-        f"({smp['rss_before_mb']:.0f} MB before)"
+        f"({smp['seconds_per_image']:.1f} s per {resolution}² image, load included), "
+        f"peak RSS {smp['peak_rss_mb']:.0f} MB ({smp['rss_before_mb']:.0f} MB before)"
     )
     if args.json:
         print(json.dumps(results))

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from pggan.distributed import resolve_device
-from pggan.networks import Generator
-from pggan.video import gaussian_walk, video_frames, write_mp4
+from pggan.devices import resolve_device
+from pggan.model.networks import Generator
+from pggan.pictures.video import gaussian_walk, video_frames, write_mp4
 
 
 def main() -> None:

@@ -15,3 +15,7 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    print(cpu_model())

@@ -60,10 +60,10 @@ def _worker(rank: int, args: argparse.Namespace, port: int, root: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from pggan.data import make_batch_loader
-    from pggan.distributed import DistContext, shutdown
-    from pggan.train import Trainer
-    from pggan.train_options import TrainOptions
+    from pggan.training.distributed import DistContext, shutdown
+    from pggan.training.options import TrainOptions
+    from pggan.training.plan import dataset_batch_source, plan_run
+    from pggan.training.trainer import Trainer
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -110,15 +110,13 @@ def _worker(rank: int, args: argparse.Namespace, port: int, root: str) -> None:
     )
     job = DistContext(rank=rank, local_rank=rank, world_size=2)
 
-    def source(resolution: int, batch_size: int, start: int) -> Any:
-        return make_batch_loader(args.data, resolution, batch_size, start, 0, rank, 2, num_workers=1)
-
     began, steps = time.perf_counter(), 0
     for round_index in range(args.rounds):  # the whole schedule again, in the same processes
         options.run_name = f"soak-{round_index}"
         run_dir = Path(root) / options.run_name
         run_dir.mkdir(parents=True, exist_ok=True)
-        trainer = Sampled(options, job, run_dir, 3, source, log=lambda m: None)
+        plan = plan_run(options, 2, lambda resolved: dataset_batch_source(resolved, job))  # as pggan-train does
+        trainer = Sampled(plan, job, run_dir, 3, log=lambda m: None)
         trainer.run()
         steps += trainer.step
         end = {"round": round_index, "phase": "end", "kimg": trainer.images_shown / 1000}
@@ -144,7 +142,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="pggan-soak-") as root:
         if args.data is None:
-            from pggan.prepare import prepare_dataset
+            from pggan.data.prepare import prepare_dataset
 
             args.data = str(Path(root) / "data")
             prepare_dataset([str(REPO / "datasets" / "sample")], args.data, args.resolution, workers=1, progress=False)

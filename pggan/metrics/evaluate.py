@@ -8,7 +8,7 @@ that follow from pggan's checkpoints: each metric runs at the checkpoint's own r
 side is the run's dataset level at that resolution, and finished values are kept so that an interrupted
 evaluation continues where it stopped.
 
-Each metric is the object training uses (``TrainingSWD``, ``TrainingFID``, ``TrainingMSSSIM``): the same images,
+Each metric is the object training uses (``DatasetSWD``, ``DatasetFID``, ``DatasetMSSSIM``): the same images,
 the same real-side caches in the run directory (computed once per resolution, and reused when training already
 made them with the same dataset, image count and seed), so a row equals what ``pggan-swd DATASET CHECKPOINT``,
 ``pggan-fid`` and ``pggan-msssim`` print for that checkpoint with the same ``--num-images`` and ``--seed``.
@@ -32,16 +32,18 @@ from typing import Any
 import torch
 
 from pggan import defaults
-from pggan.checkpoint import (
+from pggan.errors import UserError
+from pggan.model.checkpoint import (
     SNAPSHOT_PATTERN,
     build_generator,
+    generation_batch,
     load_checkpoint,
     position,
     run_checkpoints,
     run_progress,
     saved_options,
 )
-from pggan.errors import UserError
+from pggan.pictures.generate import generation_batch_size
 
 METRIC_NAMES = ("swd", "fid", "msssim")
 DEFAULT_METRICS = defaults.EVAL_METRICS
@@ -276,8 +278,8 @@ def evaluate_run(
 
     Every argument is checked, and the inception weights loaded, before anything is computed or written.
     """
-    from pggan.data import read_meta
-    from pggan.distributed import resolve_device
+    from pggan.data.loader import read_meta
+    from pggan.devices import resolve_device
     from pggan.resolutions import is_power_of_two, swd_resolutions
 
     run_dir = Path(run_dir)
@@ -300,21 +302,27 @@ def evaluate_run(
     seed = int(options.get("seed", defaults.SEED)) if seed is None else int(seed)
     torch_device = resolve_device(device)
 
+    # Each checkpoint's fakes are drawn in the batch its checkpoint records, as pggan-swd/-fid/-msssim draw them.
+    batch_of_checkpoint = {"size": generation_batch_size()}
+
+    def batch_for(resolution: int) -> int:
+        return batch_of_checkpoint["size"]
+
     evaluators: dict[str, Any] = {}
     if "swd" in names:
-        from pggan.train_swd import TrainingSWD
+        from pggan.metrics.dataset_metrics import DatasetSWD
 
-        evaluators["swd"] = TrainingSWD(data, counts["swd"], seed, torch_device, run_dir)
+        evaluators["swd"] = DatasetSWD(data, counts["swd"], seed, torch_device, run_dir, batch_for)
     if "fid" in names:
-        from pggan.train_fid import TrainingFID
+        from pggan.metrics.dataset_metrics import DatasetFID
 
         assert inception_path is not None
-        evaluators["fid"] = TrainingFID(data, counts["fid"], seed, torch_device, run_dir, str(inception_path),
-                                        allow_unverified)  # fmt: skip
+        evaluators["fid"] = DatasetFID(data, counts["fid"], seed, torch_device, run_dir, str(inception_path),
+                                        allow_unverified, batch_for)  # fmt: skip
     if "msssim" in names:
-        from pggan.metrics.train_msssim import TrainingMSSSIM
+        from pggan.metrics.dataset_metrics import DatasetMSSSIM
 
-        evaluators["msssim"] = TrainingMSSSIM(data, counts["msssim"], seed, torch_device, run_dir)
+        evaluators["msssim"] = DatasetMSSSIM(data, counts["msssim"], seed, torch_device, run_dir, batch_for)
 
     dataset_id = str(Path(data).resolve())
     settings: dict[str, dict[str, Any]] = {}
@@ -343,7 +351,9 @@ def evaluate_run(
     echo(format_header(names, levels))
     try:
         for snapshot in snapshots:
-            row = _evaluate_snapshot(snapshot, names, settings, evaluators, store, board, torch_device, warn)
+            row = _evaluate_snapshot(
+                snapshot, names, settings, evaluators, store, board, torch_device, warn, batch_of_checkpoint
+            )
             if row is None:
                 continue
             report["rows"].append(row)
@@ -364,6 +374,7 @@ def _evaluate_snapshot(
     board: _EvalBoard,
     device: torch.device,
     warn: Callable[[str], None],
+    batch_of_checkpoint: dict[str, int],
 ) -> dict[str, Any] | None:
     """One row: stored values where their key matches, the others computed (and stored, and sent to TensorBoard)."""
     name = snapshot.path.name
@@ -381,6 +392,7 @@ def _evaluate_snapshot(
                 return None
         snapshot.state = None  # latest.pt's state is not kept past its row
         resolution, alpha = position(state)
+        batch_of_checkpoint["size"] = generation_batch_size(generation_batch(state))
         generator = build_generator(state, ema=True, device=device)
         del state
         for metric in missing:

@@ -10,6 +10,7 @@ pytorch-fid's format (``mu``, ``sigma``), so files made by either tool can be re
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterable
@@ -20,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from pggan.defaults import FID_IMAGES
 from pggan.errors import UserError
 
-DEFAULT_NUM_IMAGES = 50_000  # as the published numbers use
+DEFAULT_NUM_IMAGES = FID_IMAGES  # as the published numbers use
 SQRTM_EPS = 1e-6  # the usual offset added to both covariances when their product is near singular
 
 
@@ -108,18 +110,81 @@ def save_stats(stats: FeatureStats, path: str | os.PathLike[str], **extra: Any) 
     atomic_write_bytes(path, lambda handle: np.savez(handle, **values))
 
 
-def load_stats(path: str | os.PathLike[str]) -> FeatureStats:
-    """Statistics from an ``.npz`` with ``mu`` (D,) and ``sigma`` (D, D); a one-line error for anything else."""
+#: The Inception pool3 features FID compares: statistics of any other width are not FID statistics.
+FEATURES = 2048
+#: A statistics file holds mu (16 KB) and sigma (32 MB) in float64; anything much larger is not one.
+STATS_FILE_LIMIT = 128 << 20
+_NPY_HEADER_LIMIT = 1 << 16
+
+
+def _read_member(archive: Any, name: str, shape: tuple[int, ...], kinds: str, path: Path) -> np.ndarray:
+    """One ``.npy`` member, its header checked (shape, dtype, size) before any of its data is read."""
+    try:
+        info = archive.getinfo(f"{name}.npy")
+    except KeyError:
+        raise UserError(f"{path} is not an FID statistics file: it has no {name}") from None
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise UserError(f"{path} is not an FID statistics file: {name} is not an .npy array")
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        found_shape, fortran, dtype = header(member, max_header_size=_NPY_HEADER_LIMIT)
+        if dtype.kind not in kinds or dtype.hasobject or dtype.itemsize > 8 or tuple(found_shape) != shape:
+            raise UserError(
+                f"{path} is not an FID statistics file: {name} is {dtype} of shape {tuple(found_shape)[:4]}, expected "
+                f"{'numbers' if kinds != 'U' else 'text'} of shape {shape}"
+                + (f" (FID statistics are {FEATURES}-d Inception pool3 features)" if name in ("mu", "sigma") else "")
+            )
+        size = math.prod(shape) * dtype.itemsize
+        data = member.read(size)
+    if len(data) != size:
+        raise UserError(f"{path} is not an FID statistics file: {name} holds {len(data):,} bytes, not {size:,}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def read_stats_file(
+    path: str | os.PathLike[str], key: bool = False, features: int = FEATURES
+) -> tuple[FeatureStats, str | None]:
+    """Statistics (and, with ``key``, the cache key string) from an ``.npz``, every field checked first.
+
+    A regular file of at most :data:`STATS_FILE_LIMIT` bytes; ``mu`` (2048,) and ``sigma`` (2048, 2048) float
+    arrays whose headers are checked before their data is read (a zip bomb claims any shape), finite, with a
+    symmetric ``sigma``; ``num_images`` a non-negative integer scalar. A one-line UserError otherwise.
+    """
+    import zipfile
+
+    from pggan.input_files import open_regular
+
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
-            count = int(data["num_images"]) if "num_images" in data.files else 0
-    except (KeyError, ValueError, OSError) as exc:
-        raise UserError(f"{path} is not an FID statistics file with mu and sigma ({type(exc).__name__})") from None
-    if mu.ndim != 1 or sigma.shape != (mu.size, mu.size) or not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-        raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not a mean and covariance")
-    return FeatureStats(mu, sigma, count)
+        with open_regular(path, STATS_FILE_LIMIT) as handle, zipfile.ZipFile(handle) as archive:
+            mu = _read_member(archive, "mu", (features,), "fiu", path).astype(np.float64)
+            sigma = _read_member(archive, "sigma", (features, features), "fiu", path).astype(np.float64)
+            names = set(archive.namelist())
+            count = _read_member(archive, "num_images", (), "iu", path) if "num_images.npy" in names else None
+            saved_key = None
+            if key and "key.npy" in names:
+                saved_key = str(_read_member(archive, "key", (), "U", path)[()])
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not an FID statistics file with mu and sigma ({reason})") from None
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise UserError(f"{path} is not an FID statistics file: mu or sigma holds NaN or infinite values")
+    scale = float(np.abs(sigma).max()) or 1.0
+    if not np.allclose(sigma, sigma.T, rtol=1e-6, atol=1e-9 * scale):
+        raise UserError(f"{path} is not an FID statistics file: sigma is not symmetric (not a covariance)")
+    num_images = int(count[()]) if count is not None else 0
+    if num_images < 0:
+        raise UserError(f"{path} is not an FID statistics file: num_images is {num_images}")
+    return FeatureStats(mu, sigma, num_images), saved_key
+
+
+def load_stats(path: str | os.PathLike[str], features: int = FEATURES) -> FeatureStats:
+    """Statistics from an ``.npz`` with ``mu`` (2048,) and ``sigma`` (2048, 2048); see :func:`read_stats_file`.
+
+    ``features`` other than 2048 is for tests of the distance on small statistics only.
+    """
+    return read_stats_file(path, features=features)[0]
 
 
 # ---------------------------------------------------------------- images → statistics
@@ -147,9 +212,9 @@ def image_set_statistics(
     batch_size: int | None = None,
     progress: Any = None,
 ) -> FeatureStats:
-    """Statistics of ``count`` images of an opened image set (``pggan.metrics.image_sets``), read as pggan-swd
+    """Statistics of ``count`` images of an opened image set (``pggan.metrics.sources``), read as pggan-swd
     reads them: a subset chosen by ``seed`` or, for a checkpoint, the latents of ``seed``."""
-    from pggan.metrics.image_sets import image_batches
+    from pggan.metrics.sources import image_batches
 
     channels = side.channels if side.kind != "folder" and side.channels is not None else 3
     batches = image_batches(side, count, resolution, channels, seed, device)
@@ -185,6 +250,7 @@ def compare(
     json_path: str | os.PathLike[str] | None = None,
     allow_unverified: bool = False,
     progress: bool = True,
+    features: int = FEATURES,
 ) -> dict[str, Any]:
     """Everything ``pggan-fid`` does: open both sides, embed the image sides, measure, write the outputs.
 
@@ -193,8 +259,8 @@ def compare(
     """
     from tqdm import tqdm
 
-    from pggan.distributed import resolve_device
-    from pggan.metrics.image_sets import open_image_set
+    from pggan.devices import resolve_device
+    from pggan.metrics.sources import open_image_set
 
     if num_images is not None and num_images < 2:
         raise UserError("--num-images must be at least 2")
@@ -204,6 +270,8 @@ def compare(
     for path in paths:
         if _is_stats_file(path) and not Path(path).is_file():
             raise UserError(f"not found: {path}")
+    # Statistics files are read and checked first: a bad one stops the command before any image is embedded.
+    preloaded = {i: load_stats(p, features) for i, p in enumerate(paths) if _is_stats_file(p)}
     sides = [None if _is_stats_file(p) else open_image_set(p) for p in paths]
     image_sides = [s for s in sides if s is not None]
     if resolution is None and image_sides:
@@ -227,9 +295,9 @@ def compare(
     stats: list[FeatureStats] = []
     bar = tqdm(total=sum(counts), desc="FID", unit="img", disable=not progress or not image_sides)
     try:
-        for path, side, count in zip(paths, sides, counts, strict=True):
+        for index, (side, count) in enumerate(zip(sides, counts, strict=True)):
             if side is None:
-                stats.append(load_stats(path))
+                stats.append(preloaded[index])
             else:
                 assert resolution is not None
                 stats.append(image_set_statistics(side, count, resolution, seed, torch_device, inception,

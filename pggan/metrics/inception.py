@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from pggan.errors import UserError
+from pggan.input_files import check_stored_zip
 
 STANDARD_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 STANDARD_NAMES = ("pt_inception-2015-12-05-6726825d.pth", "weights-inception-2015-12-05-6726825d.pth")
@@ -107,6 +108,7 @@ def load_inception(
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Inception weights file not found: {path}" + (" (a directory)" if path.is_dir() else ""))
+    check_stored_zip(path, "weights file", zip_only=False)  # no compressed member torch would inflate in full
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

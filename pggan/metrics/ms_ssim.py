@@ -289,8 +289,8 @@ def measure(
     """
     from tqdm import tqdm
 
-    from pggan.distributed import resolve_device
-    from pggan.metrics.image_sets import image_batches, open_image_set
+    from pggan.devices import resolve_device
+    from pggan.metrics.sources import image_batches, open_image_set
 
     if num_images is not None:
         check_num_images(num_images)

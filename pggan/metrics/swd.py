@@ -332,20 +332,41 @@ def _load_cache(path: Path, key: str) -> DescriptorSet | None:
     if not path.is_file():
         return None
     try:
+        from pggan.input_files import check_stored_zip
+
+        check_stored_zip(path, "SWD cache")  # no compressed member that torch.load would inflate in full
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+        if not isinstance(state, dict) or state.get("format") != CACHE_FORMAT or state.get("key") != key:
+            return None
+        cached = DescriptorSet(
+            [int(r) for r in state["resolutions"]],
+            int(state["channels"]),
+            int(state["num_images"]),
+            list(state["descriptors"]),
+            list(state["mean"]),
+            list(state["std"]),
+        )
+        _check_cached(cached)
+    except Exception as exc:  # unreadable, foreign or forged: the run's own cache is simply made again
         warnings.warn(f"ignoring unreadable SWD cache {path} ({type(exc).__name__}); recomputing", stacklevel=3)
         return None
-    if not isinstance(state, dict) or state.get("format") != CACHE_FORMAT or state.get("key") != key:
-        return None
-    return DescriptorSet(
-        list(state["resolutions"]),
-        int(state["channels"]),
-        int(state["num_images"]),
-        list(state["descriptors"]),
-        list(state["mean"]),
-        list(state["std"]),
-    )
+    return cached
+
+
+def _check_cached(desc: DescriptorSet) -> None:
+    """Descriptors of the shapes the cache's own counts imply, each backed by its bytes (no stride-0 claims)."""
+    width = desc.channels * NHOOD_SIZE * NHOOD_SIZE
+    rows = desc.num_images * NHOODS_PER_IMAGE
+    parts = (desc.descriptors, desc.mean, desc.std)
+    if not all(len(part) == len(desc.resolutions) for part in parts):
+        raise ValueError("levels do not match")
+    for tensor, shape in [(d, (rows, width)) for d in desc.descriptors] + [
+        (t, (desc.channels,)) for t in desc.mean + desc.std
+    ]:
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape or not tensor.is_contiguous():
+            raise ValueError("descriptors of the wrong shape")
+        if (tensor.storage_offset() + tensor.numel()) * tensor.element_size() > tensor.untyped_storage().nbytes():
+            raise ValueError("descriptors that the file does not hold")
 
 
 def _save_cache(path: Path, key: str, desc: DescriptorSet) -> None:

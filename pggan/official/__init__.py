@@ -1,0 +1,1 @@
+"""The official release's pickles: a restricted reader that runs nothing, and pggan-import."""
