@@ -40,7 +40,20 @@ BatchFor = Callable[[int], int]
 MIN_SWD_RESOLUTION = 16
 
 
-class DatasetSWD:
+class AgainstDataset:
+    """What every metric of a generator against a dataset level holds: the dataset and its size, the seed of
+    both sides' draws, the device, the run directory its real-side cache lives in, and the generation batch."""
+
+    def __init__(self, data: str, seed: int, device: torch.device, cache_dir: Path, batch_for: BatchFor) -> None:
+        self.data = data
+        self.dataset_count = int(read_meta(data)["count"])
+        self.seed = seed
+        self.device = device
+        self.cache_dir = Path(cache_dir)
+        self.batch_for = batch_for
+
+
+class DatasetSWD(AgainstDataset):
     """Evaluates ``SWD(dataset level R, G_ema at R)`` for the current R; keeps one evaluator at a time."""
 
     def __init__(
@@ -52,12 +65,8 @@ class DatasetSWD:
         cache_dir: Path,
         batch_for: BatchFor = lambda resolution: generation_batch_size(),
     ) -> None:
-        self.data = data
-        self.num_images = min(num_images, int(read_meta(data)["count"]))
-        self.seed = seed
-        self.device = device
-        self.cache_dir = Path(cache_dir)
-        self.batch_for = batch_for
+        super().__init__(data, seed, device, cache_dir, batch_for)
+        self.num_images = min(num_images, self.dataset_count)
         self._evaluator: tuple[int, SWDEvaluator] | None = None
 
     def _evaluator_for(self, resolution: int, channels: int) -> SWDEvaluator:
@@ -88,7 +97,7 @@ class DatasetSWD:
         return {str(k): float(v) for k, v in evaluator.evaluate(fakes).items()}
 
 
-class DatasetFID:
+class DatasetFID(AgainstDataset):
     """Evaluates ``FID(dataset level R, G_ema at R)`` for the current R."""
 
     def __init__(
@@ -102,13 +111,9 @@ class DatasetFID:
         allow_unverified: bool = False,
         batch_for: BatchFor = lambda resolution: generation_batch_size(),
     ) -> None:
-        self.data = data
-        self.batch_for = batch_for
+        super().__init__(data, seed, device, cache_dir, batch_for)
         self.num_fakes = num_images
-        self.num_reals = min(num_images, int(read_meta(data)["count"]))
-        self.seed = seed
-        self.device = device
-        self.cache_dir = Path(cache_dir)
+        self.num_reals = min(num_images, self.dataset_count)
         self.inception = load_inception(inception_path, allow_unverified, device)
         self._reals: tuple[int, FeatureStats] | None = None
 
@@ -151,7 +156,7 @@ class DatasetFID:
         return frechet_distance(reals.mu, reals.sigma, fake_stats.mu, fake_stats.sigma)
 
 
-class DatasetMSSSIM:
+class DatasetMSSSIM(AgainstDataset):
     """Evaluates ``{"fake": MS-SSIM(G_ema at R), "real": MS-SSIM(dataset level R)}``; {} below 16×16."""
 
     def __init__(
@@ -164,16 +169,12 @@ class DatasetMSSSIM:
         batch_for: BatchFor = lambda resolution: generation_batch_size(),
     ) -> None:
         check_num_images(num_images, "--msssim-images")
-        count = int(read_meta(data)["count"])
+        super().__init__(data, seed, device, cache_dir, batch_for)
+        count = self.dataset_count
         if count < 2:
             raise UserError(f"MS-SSIM needs at least 2 images (one pair); the dataset {data} holds {count}")
-        self.data = data
         self.num_fakes = num_images
         self.num_reals = min(num_images, count) // 2 * 2
-        self.seed = seed
-        self.device = device
-        self.cache_dir = Path(cache_dir)
-        self.batch_for = batch_for
         self._reals: tuple[int, float] | None = None
 
     def _cache_key(self, resolution: int) -> dict[str, object]:
